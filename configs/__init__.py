@@ -1,0 +1,1 @@
+"""YAML presets shipped with imagenet-pipe (installed as ``imagenet_pipe.configs``)."""
