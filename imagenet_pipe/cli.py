@@ -1,0 +1,155 @@
+"""``imagenet-pipe`` command line. Each subcommand is a thin door onto a library function."""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+from pathlib import Path
+
+from . import __version__
+
+
+def _split_sizes(text: str) -> int | dict[str, int]:
+    """``1252`` or ``train=1252,validation=782``."""
+    if "=" not in text:
+        return int(text)
+    return {k.strip(): int(v) for k, v in (part.split("=", 1) for part in text.split(","))}
+
+
+def _csv(text: str) -> list[str]:
+    return [t.strip() for t in text.split(",") if t.strip()]
+
+
+def cmd_convert(args: argparse.Namespace) -> int:
+    from .convert import convert
+    from .hygiene import HygienePolicy
+
+    out = args.out or Path("shards") / args.dataset
+    hygiene = HygienePolicy(quality=args.quality, max_side=args.max_side, check=args.check, exif=args.exif)
+    convert(args.dataset, args.source, out, workers=args.workers, overwrite=args.overwrite,
+            progress=not args.quiet, keep_work=args.keep_work, splits=args.splits, seed=args.seed,
+            shard_size=args.shard_size, num_shards=args.num_shards, layout=args.layout,
+            real_labels=not args.no_real_labels, hygiene=hygiene, **_dataset_options(args))
+    print(f"shards, indexes and manifest.json written to {out}")
+    return 0
+
+
+def _dataset_options(args: argparse.Namespace) -> dict:
+    opts = {}
+    for name in ("holdout_per_class", "class_list"):
+        value = getattr(args, name, None)
+        if value is not None:
+            opts[name] = value
+    return opts
+
+
+def cmd_verify(args: argparse.Namespace) -> int:
+    from .verify import verify
+
+    report = verify(args.dir, decode=args.decode, workers=args.workers, progress=not args.quiet, log=print)
+    for problem in report.problems:
+        print(f"  {problem}", file=sys.stderr)
+    return 0 if report.ok else 1
+
+
+def cmd_datasets(args: argparse.Namespace) -> int:
+    from .sources import SOURCES
+
+    for dataset, layouts in SOURCES.items():
+        print(dataset)
+        for layout in layouts:
+            print(f"  {layout.layout:10s} {layout.description}")
+    return 0
+
+
+def cmd_fake(args: argparse.Namespace) -> int:
+    from .fakes import make_fake
+
+    make_fake(args.dataset, args.out, layout=args.layout, style=args.style, seed=args.seed, scale=args.scale)
+    print(f"fake {args.dataset} ({args.layout or 'default'} layout) written to {args.out}")
+    return 0
+
+
+def cmd_demo(args: argparse.Namespace) -> int:
+    from .demo import run_demo
+
+    return run_demo(Path(args.out), workers=args.workers, device=args.device, scale=args.scale)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="imagenet-pipe", description=__doc__)
+    p.add_argument("--version", action="version", version=f"imagenet-pipe {__version__}")
+    sub = p.add_subparsers(dest="command", required=True)
+
+    c = sub.add_parser("convert", help="raw download -> shuffled WebDataset shards + indexes + manifest")
+    c.add_argument("dataset", help="imagenet1k, imagenet21k, imagenet-v2, imagenet-c, imagenet-r, imagenet-a, "
+                   "imagenet-sketch (see `imagenet-pipe datasets`)")
+    c.add_argument("source", type=Path, help="folder holding the download as you got it (archives are not extracted)")
+    c.add_argument("--out", type=Path, help="output folder (default: shards/<dataset>)")
+    c.add_argument("--splits", type=_csv, help="comma-separated splits (default: all the dataset has)")
+    c.add_argument("--workers", type=int, default=os.cpu_count(), help="processes (output is identical for any value)")
+    c.add_argument("--seed", type=int, default=0, help="shuffle seed")
+    size = c.add_mutually_exclusive_group()
+    size.add_argument("--shard-size", type=_split_sizes,
+                      help="samples per shard, e.g. 1252 or train=1252,validation=782 (default: the dataset preset)")
+    size.add_argument("--num-shards", type=_split_sizes, help="number of shards, e.g. 1024 or train=1024,validation=64")
+    c.add_argument("--layout", help="force a raw layout instead of detecting it")
+    c.add_argument("--max-side", type=int, help="re-encode images whose longer side exceeds this (opt-in)")
+    c.add_argument("--quality", type=int, default=95, help="JPEG quality of re-encoded images (default 95)")
+    c.add_argument("--check", choices=("decode", "header"), default="decode",
+                   help="decode every image (default) or check headers and end markers only (faster)")
+    c.add_argument("--exif", choices=("reset", "apply", "keep"), default="reset",
+                   help="EXIF orientation: reset the tag (default, pixels as stored), apply it, or keep it")
+    c.add_argument("--no-real-labels", action="store_true", help="do not attach ImageNet-ReaL labels to 1K validation")
+    c.add_argument("--holdout-per-class", type=int, help="imagenet21k: validation images held out per class")
+    c.add_argument("--class-list", help="imagenet21k: label space (imagenet21k, imagenet21k_p, ...)")
+    c.add_argument("--overwrite", action="store_true", help="replace a different conversion in --out")
+    c.add_argument("--keep-work", action="store_true", help="keep the work folder (catalog, inspection) afterwards")
+    c.add_argument("--quiet", action="store_true", help="no progress bars")
+    c.set_defaults(func=cmd_convert)
+
+    v = sub.add_parser("verify", help="check shards, indexes and counts against manifest.json")
+    v.add_argument("dir", type=Path)
+    v.add_argument("--decode", action="store_true", help="also decode every image")
+    v.add_argument("--workers", type=int, default=os.cpu_count())
+    v.add_argument("--quiet", action="store_true")
+    v.set_defaults(func=cmd_verify)
+
+    d = sub.add_parser("datasets", help="list datasets and the raw layouts each accepts")
+    d.set_defaults(func=cmd_datasets)
+
+    f = sub.add_parser("fake", help="write a small fake raw download (for trying things without ImageNet)")
+    f.add_argument("dataset")
+    f.add_argument("out", type=Path)
+    f.add_argument("--layout", help="raw layout to imitate (default: the dataset's main one)")
+    f.add_argument("--style", choices=("photo", "small", "real"), default="photo",
+                   help="photo-like synthetic images at ImageNet sizes, tiny ones, or crops of real photos")
+    f.add_argument("--scale", type=float, default=1.0, help="multiply the default number of images")
+    f.add_argument("--seed", type=int, default=0)
+    f.set_defaults(func=cmd_fake)
+
+    m = sub.add_parser("demo", help="fake ImageNet -> shards -> verify -> DALI loader -> profile, end to end")
+    m.add_argument("--out", default="demo", help="working folder (default ./demo)")
+    m.add_argument("--workers", type=int, default=os.cpu_count())
+    m.add_argument("--device", choices=("auto", "cpu", "gpu"), default="auto")
+    m.add_argument("--scale", type=float, default=1.0, help="multiply the demo's dataset size")
+    m.set_defaults(func=cmd_demo)
+
+    return p
+
+
+def main(argv: list[str] | None = None) -> int:
+    from .convert import ConvertError
+    from .sources import SourceError
+
+    args = build_parser().parse_args(argv)
+    try:
+        return args.func(args)
+    except (ConvertError, SourceError, ValueError, FileNotFoundError) as e:
+        print(f"imagenet-pipe {args.command}: error: {e}", file=sys.stderr)
+        return 2
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,43 @@
+"""Raw-layout readers, one module per layout, and the factory that picks one for a download."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from .base import Source, SourceError
+from .imagenet1k_folder import ImageNet1kFolder
+from .imagenet1k_kaggle import ImageNet1kKaggle
+from .imagenet1k_official import ImageNet1kOfficial
+
+# dataset -> its layouts, in detection order (most specific first)
+SOURCES: dict[str, list[type[Source]]] = {
+    "imagenet1k": [ImageNet1kOfficial, ImageNet1kKaggle, ImageNet1kFolder],
+}
+
+
+def layouts(dataset: str) -> list[type[Source]]:
+    try:
+        return SOURCES[dataset]
+    except KeyError:
+        raise ValueError(f"unknown dataset {dataset!r}; known: {', '.join(SOURCES)}") from None
+
+
+def open_source(dataset: str, root: Path, workdir: Path, layout: str | None = None, **options) -> Source:
+    """The reader for ``root``: the named ``layout``, or the first whose files are present."""
+    root = Path(root)
+    if not root.is_dir():
+        raise SourceError(f"source {root} is not a directory: pass the folder holding the download")
+    candidates = layouts(dataset)
+    if layout is not None:
+        chosen = [c for c in candidates if c.layout == layout]
+        if not chosen:
+            raise ValueError(f"{dataset} has no layout {layout!r}; known: {[c.layout for c in candidates]}")
+        return chosen[0](root, workdir, **options)
+    for cls in candidates:
+        if cls.detect(root):
+            return cls(root, workdir, **options)
+    expected = "\n".join(f"  {c.layout}: {c.description}" for c in candidates)
+    raise SourceError(f"{root} does not hold a {dataset} download in a known layout. Expected one of:\n{expected}")
+
+
+__all__ = ["SOURCES", "Source", "SourceError", "layouts", "open_source"]

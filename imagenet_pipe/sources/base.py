@@ -1,0 +1,145 @@
+"""What every raw-layout reader provides, and the listing helpers they share.
+
+A reader (one module per raw layout, like timm's ``timm/data/readers``) knows how to recognise
+its layout in the folder the user downloaded into (:meth:`Source.detect`), and how to list the
+samples with their labels and byte locations (:meth:`Source.scan`). It never decodes images and
+never extracts archives; the converter does everything else.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import zipfile
+from abc import ABC, abstractmethod
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import ClassVar
+
+from ..archive import KIND_DIR, KIND_ZIP, Containers, compression_of, iter_tar
+from ..catalog import Entry
+
+IMAGE_SUFFIXES = (".jpeg", ".jpg", ".png")
+WNID = re.compile(r"^n\d{8}$")
+
+
+class SourceError(Exception):
+    """The download does not look like the layout it claims to be; the message says why."""
+
+
+@dataclass(frozen=True)
+class FileRef:
+    """A file somewhere in a download: on disk, in a zip, or in an (uncompressed) tar."""
+
+    path: str  # relative path inside the tree, '/'-separated
+    cid: int
+    offset: int = 0
+    size: int = 0
+    member: str = ""
+
+    @property
+    def name(self) -> str:
+        return self.path.rsplit("/", 1)[-1]
+
+    @property
+    def stem(self) -> str:
+        return self.name.split(".", 1)[0]
+
+    def entry(self, split: str, key: str, filename: str, label: int, extra: dict | None = None) -> Entry:
+        return Entry(split, key, filename, label, self.cid, self.offset, self.size, self.member, extra)
+
+
+class Source(ABC):
+    """A raw layout of one dataset."""
+
+    dataset: ClassVar[str]
+    layout: ClassVar[str]
+    description: ClassVar[str]  # the expected files, shown by ``imagenet-pipe datasets``
+    splits: ClassVar[tuple[str, ...]]
+
+    def __init__(self, root: Path, workdir: Path, **options) -> None:
+        self.root = Path(root)
+        self.workdir = Path(workdir)
+        self.options = options
+        self.ignored: list[tuple[str, str]] = []  # (file, why) for files that are not samples
+
+    @classmethod
+    @abstractmethod
+    def detect(cls, root: Path) -> bool:
+        """True when ``root`` holds this layout."""
+
+    @abstractmethod
+    def scan(self, splits: list[str], containers: Containers) -> Iterator[Entry]:
+        """Every sample of the requested splits (any order; the catalog sorts)."""
+
+    def ignore(self, path: str, why: str) -> None:
+        self.ignored.append((path, why))
+
+    @property
+    def spool_dir(self) -> Path:
+        return self.workdir / "spool"
+
+
+def walk(root: Path, containers: Containers, spool_dir: Path, path: Path) -> Iterator[FileRef]:
+    """Files under ``path``: a directory, a zip, or a (possibly compressed) tar."""
+    if path.is_dir():
+        yield from walk_dir(path, containers)
+    elif zipfile.is_zipfile(path):
+        yield from walk_zip(path, containers)
+    else:
+        yield from walk_tar(path, containers, spool_dir)
+
+
+def walk_dir(path: Path, containers: Containers) -> Iterator[FileRef]:
+    cid = containers.add(KIND_DIR, path)
+    for dirpath, dirnames, filenames in os.walk(path):
+        dirnames[:] = sorted(d for d in dirnames if not d.startswith("."))
+        rel = os.path.relpath(dirpath, path)
+        for name in sorted(filenames):
+            if name.startswith("."):
+                continue
+            relpath = name if rel == "." else f"{rel}/{name}".replace(os.sep, "/")
+            yield FileRef(relpath, cid, 0, 0, relpath)
+
+
+def walk_zip(path: Path, containers: Containers) -> Iterator[FileRef]:
+    cid = containers.add(KIND_ZIP, path)
+    with zipfile.ZipFile(path) as zf:
+        for info in zf.infolist():
+            if not info.is_dir():
+                yield FileRef(info.filename, cid, 0, info.file_size, info.filename)
+
+
+def walk_tar(path: Path, containers: Containers, spool_dir: Path) -> Iterator[FileRef]:
+    cid, readable = containers.open_tar(path, spool_dir)
+    with open(readable, "rb") as f:
+        for m in iter_tar(f):
+            yield FileRef(_clean(m.name), cid, m.offset, m.size)
+
+
+def spool_zip_member(zip_path: Path, member: str, containers: Containers, spool_dir: Path) -> Iterator[FileRef]:
+    """Files of a tar(.gz) stored inside a zip (the Kaggle download), via a decompressed spool."""
+    from ..archive import KIND_FILE, spool_decompressed
+
+    dest = spool_dir / (Path(member).name + ".spool.tar")
+    with zipfile.ZipFile(zip_path) as zf, zf.open(member) as raw:
+        head = raw.peek(8) if hasattr(raw, "peek") else b""
+        kind = compression_of(head[:8])
+        if kind is None:
+            raise SourceError(f"{zip_path}:{member} is not a compressed tar")
+        spool_decompressed(raw, kind, dest)
+    cid = containers.add(KIND_FILE, dest)
+    with open(dest, "rb") as f:
+        for m in iter_tar(f):
+            yield FileRef(_clean(m.name), cid, m.offset, m.size)
+
+
+def is_image_name(name: str) -> bool:
+    return name.lower().endswith(IMAGE_SUFFIXES)
+
+
+def _clean(name: str) -> str:
+    while name.startswith("./"):
+        name = name[2:]
+    return name

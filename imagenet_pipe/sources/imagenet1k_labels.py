@@ -1,0 +1,116 @@
+"""ImageNet-1K label rules shared by its three raw layouts (``raw-layouts.md`` section 1).
+
+* train: the wnid of the class folder / inner tar -> sorted index;
+* validation: file ``ILSVRC2012_val_{i:08d}`` -> ground-truth line i (an ILSVRC2012_ID in devkit
+  order) -> wnid (via ``meta.mat`` or the packaged ``map_clsloc`` table) -> sorted index; or the
+  first token of the Kaggle ``PredictionString``; or valprep.sh's ``mv`` lines;
+* ReaL: entry i-1 of ``real.json`` for val i, attached to the sample's json.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import re
+import tarfile
+from pathlib import Path
+
+from ..classes import ClassTable, devkit_ids, real_labels
+from .base import SourceError
+
+VAL_NAME = re.compile(r"^ILSVRC2012_val_(\d{8})\.(JPEG|jpeg|jpg|JPG)$")
+TRAIN_NAME = re.compile(r"^(n\d{8})_(\d+)\.(JPEG|jpeg|jpg|JPG)$")
+DEVKIT = "ILSVRC2012_devkit_t12"
+GT_MEMBER = "data/ILSVRC2012_validation_ground_truth.txt"
+META_MEMBER = "data/meta.mat"
+
+TABLE = ClassTable.load("imagenet1k")
+
+
+def val_number(name: str) -> int | None:
+    m = VAL_NAME.match(name)
+    return int(m.group(1)) if m else None
+
+
+def parse_meta_mat(data: bytes) -> dict[int, str]:
+    """ILSVRC2012_ID -> wnid for the 1000 leaves (``num_children == 0``) of a devkit meta.mat."""
+    import scipy.io
+
+    synsets = scipy.io.loadmat(io.BytesIO(data), squeeze_me=True)["synsets"]
+    table = {}
+    for s in synsets:
+        if int(s["num_children"]) == 0:
+            table[int(s["ILSVRC2012_ID"])] = str(s["WNID"])
+    if len(table) != 1000:
+        raise SourceError(f"meta.mat lists {len(table)} leaf synsets, expected 1000")
+    return table
+
+
+def read_devkit(root: Path) -> tuple[list[int], dict[int, str]]:
+    """(ground-truth IDs, ID -> wnid) from ``ILSVRC2012_devkit_t12.tar.gz`` or its extracted
+    folder. Without meta.mat the packaged table (same IDs) is used."""
+    archive = root / f"{DEVKIT}.tar.gz"
+    folder = root / DEVKIT
+    files: dict[str, bytes] = {}
+    if archive.exists():
+        with tarfile.open(archive, "r:*") as tar:
+            for info in tar:
+                rel = info.name.split("/", 1)[-1] if "/" in info.name else info.name
+                if info.isfile() and rel in (GT_MEMBER, META_MEMBER):
+                    files[rel] = tar.extractfile(info).read()
+    elif folder.is_dir():
+        for rel in (GT_MEMBER, META_MEMBER):
+            if (folder / rel).exists():
+                files[rel] = (folder / rel).read_bytes()
+    else:
+        raise SourceError(f"no {DEVKIT}.tar.gz (or {DEVKIT}/) in {root}: it holds the validation labels")
+    if GT_MEMBER not in files:
+        raise SourceError(f"the devkit in {root} has no {GT_MEMBER}")
+    gt = [int(line) for line in files[GT_MEMBER].decode().split()]
+    id_to_wnid = parse_meta_mat(files[META_MEMBER]) if META_MEMBER in files else devkit_ids()
+    return gt, id_to_wnid
+
+
+def devkit_val_label(number: int, gt: list[int], id_to_wnid: dict[int, str]) -> int:
+    if not 1 <= number <= len(gt):
+        raise SourceError(f"validation image {number} has no line in the ground truth ({len(gt)} lines)")
+    return TABLE.label(id_to_wnid[gt[number - 1]])
+
+
+def kaggle_synsets(text: str) -> list[str]:
+    """Wnids of ``LOC_synset_mapping.txt``; label = 0-based line number."""
+    wnids = [line.split(" ", 1)[0] for line in text.splitlines() if line.strip()]
+    if len(wnids) != 1000:
+        raise SourceError(f"LOC_synset_mapping.txt has {len(wnids)} lines, expected 1000")
+    return wnids
+
+
+def kaggle_val_wnids(text: str) -> dict[str, str]:
+    """ImageId -> wnid from ``LOC_val_solution.csv`` (class = first token of PredictionString)."""
+    rows = csv.DictReader(io.StringIO(text))
+    return {row["ImageId"]: row["PredictionString"].split()[0] for row in rows}
+
+
+def valprep_wnids(text: str) -> dict[str, str]:
+    """File name -> wnid from soumith's valprep.sh (``mv <file> <wnid>/`` lines, tab-terminated)."""
+    table = {}
+    for line in text.splitlines():
+        parts = line.split()
+        if len(parts) == 3 and parts[0] == "mv":
+            table[parts[1]] = parts[2].rstrip("/")
+    return table
+
+
+def real_extra(number: int) -> dict:
+    """The ReaL labels of val ``number`` (1-based); an empty list means 'exclude from ReaL'."""
+    labels = real_labels()
+    if number > len(labels):
+        raise SourceError(f"validation image {number} is beyond the {len(labels)} ReaL entries")
+    return {"real_labels": sorted(labels[number - 1])}
+
+
+def train_label(wnid: str, name: str) -> int:
+    m = TRAIN_NAME.match(name)
+    if m and m.group(1) != wnid:
+        raise SourceError(f"{name} is filed under class {wnid} but its name says {m.group(1)}")
+    return TABLE.label(wnid)
