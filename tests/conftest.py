@@ -1,0 +1,47 @@
+"""Shared fixtures: fake raw downloads (generated, laid out like the real ones) and their shards."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from imagenet_pipe.convert import convert
+from imagenet_pipe.fakes.imagenet1k import FakeImageNet1k, make_imagenet1k, plan
+
+# (layout, variant) pairs covering every raw form of ImageNet-1K the converter accepts
+LAYOUTS_1K = [("official", None), ("kaggle", "nested"), ("kaggle", "direct"), ("kaggle", "extracted"),
+              ("folder", "classes"), ("folder", "flat")]
+
+
+def quiet(_msg: str) -> None:
+    pass
+
+
+@pytest.fixture(scope="session")
+def fake1k() -> FakeImageNet1k:
+    """8 classes x 6 train images + 12 validation images, tiny JPEGs, all the real quirks."""
+    return plan(num_classes=8, train_per_class=6, val_images=12, style="small", seed=0)
+
+
+@pytest.fixture(scope="session")
+def raw1k(tmp_path_factory, fake1k):
+    """Factory: the fake download written in a given layout (cached per session)."""
+    made: dict[tuple[str, str | None], Path] = {}
+
+    def make(layout: str = "official", variant: str | None = None) -> Path:
+        if (layout, variant) not in made:
+            root = tmp_path_factory.mktemp(f"raw-{layout}-{variant}")
+            make_imagenet1k(root, layout, variant=variant, fake=fake1k)
+            made[(layout, variant)] = root
+        return made[(layout, variant)]
+
+    return make
+
+
+@pytest.fixture(scope="session")
+def shards1k(tmp_path_factory, raw1k) -> Path:
+    """The official-layout fake converted with 8 samples per shard (read-only for tests)."""
+    out = tmp_path_factory.mktemp("shards1k")
+    convert("imagenet1k", raw1k("official"), out, workers=2, shard_size=8, progress=False, log=quiet)
+    return out
