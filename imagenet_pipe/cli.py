@@ -30,7 +30,7 @@ def cmd_convert(args: argparse.Namespace) -> int:
     convert(args.dataset, args.source, out, workers=args.workers, overwrite=args.overwrite,
             progress=not args.quiet, keep_work=args.keep_work, splits=args.splits, seed=args.seed,
             shard_size=args.shard_size, num_shards=args.num_shards, layout=args.layout,
-            real_labels=not args.no_real_labels, hygiene=hygiene, **_dataset_options(args))
+            real_labels=not args.no_real_labels, hygiene=hygiene, dataset_options=_dataset_options(args))
     print(f"shards, indexes and manifest.json written to {out}")
     return 0
 

@@ -71,6 +71,7 @@ class ConvertOptions:
     layout: str | None = None
     real_labels: bool = True
     hygiene: HygienePolicy = field(default_factory=HygienePolicy)
+    dataset_options: dict[str, Any] = field(default_factory=dict)  # passed to the layout's reader
 
     def to_json(self) -> dict[str, Any]:
         d = asdict(self)
@@ -81,7 +82,8 @@ class ConvertOptions:
 def resolve_options(dataset: str, source: Path, *, splits: Iterable[str] | None = None, seed: int = 0,
                     shard_size: int | dict[str, int] | None = None,
                     num_shards: int | dict[str, int] | None = None, layout: str | None = None,
-                    real_labels: bool = True, hygiene: HygienePolicy | None = None) -> ConvertOptions:
+                    real_labels: bool = True, hygiene: HygienePolicy | None = None,
+                    dataset_options: dict[str, Any] | None = None) -> ConvertOptions:
     """Merge the dataset preset (``configs/datasets/<dataset>.yaml``) with explicit options."""
     preset = load_preset(dataset, "datasets")
     chosen = tuple(splits) if splits else tuple(preset["splits"])
@@ -96,7 +98,7 @@ def resolve_options(dataset: str, source: Path, *, splits: Iterable[str] | None 
         if any(v < 1 for v in table.values()):
             raise ConvertError(f"{name} must be at least 1, got {table}")
     return ConvertOptions(dataset, str(Path(source).resolve()), chosen, seed, per_split_size, per_split_count,
-                          layout, real_labels, hygiene or HygienePolicy())
+                          layout, real_labels, hygiene or HygienePolicy(), dict(dataset_options or {}))
 
 
 def _per_split(value: int | dict[str, int], splits: tuple[str, ...]) -> dict[str, int]:
@@ -279,7 +281,7 @@ class _Run:
             self.log(f"resuming: catalog of {self.opts.source} already scanned")
             return Catalog.load(catalog_path), json.loads(info_path.read_text())
         src = open_source(self.opts.dataset, Path(self.opts.source), self.work, self.opts.layout,
-                          real_labels=self.opts.real_labels)
+                          real_labels=self.opts.real_labels, **self.opts.dataset_options)
         self.log(f"scanning {self.opts.source} ({self.opts.dataset}, {src.layout} layout) ...")
         from .archive import Containers
 
@@ -290,7 +292,8 @@ class _Run:
         catalog = Catalog.build(entries, containers, list(self.opts.splits))
         if len(catalog) == 0:
             raise ConvertError(f"no samples found in {self.opts.source} for splits {list(self.opts.splits)}")
-        info = {"layout": src.layout, "ignored": [{"file": f, "reason": r} for f, r in src.ignored]}
+        info = {"layout": src.layout, "ignored": [{"file": f, "reason": r} for f, r in src.ignored],
+                "dataset_info": src.dataset_info()}
         catalog.save(catalog_path)
         _atomic_write(info_path, json.dumps(info))
         counts = Counter(catalog.splits[int(s)] for s in catalog.columns["split"])
@@ -422,6 +425,7 @@ class _Run:
             "num_classes": len(self.classes), "layout": scan_info["layout"], "options": self.opts.to_json(),
             "source_fingerprint": catalog.fingerprint(), "splits": split_counts,
             "totals": {k: sum(v[k] for v in split_counts.values()) for k in ("samples_in", "written", "quarantined")},
+            "dataset_info": scan_info.get("dataset_info", {}),
             "hygiene": dict(sorted(hygiene.items())), "quarantine": quarantine, "ignored": scan_info["ignored"],
             "shards": [asdict(r) for r in records],
         }

@@ -73,6 +73,10 @@ class Source(ABC):
     def scan(self, splits: list[str], containers: Containers) -> Iterator[Entry]:
         """Every sample of the requested splits (any order; the catalog sorts)."""
 
+    def dataset_info(self) -> dict:
+        """JSON-able facts about the dataset recorded in the manifest (e.g. a class subset)."""
+        return {}
+
     def ignore(self, path: str, why: str) -> None:
         self.ignored.append((path, why))
 
