@@ -140,6 +140,21 @@ class ImageFactory:
         return QUIRKS[kind](self.image())
 
 
+STYLES = ("photo", "small", "real", "objects")
+
+# real photos whose subject is an ImageNet-1K class (file name -> wnid)
+OBJECT_PHOTOS = {
+    "coffee.png": "n07920052",  # espresso
+    "chelsea.png": "n02123045",  # tabby cat
+    "motorcycle_left.png": "n03785016",  # moped
+    "motorcycle_right.png": "n03785016",
+    "camera.png": "n04485082",  # tripod
+    "rocket.jpg": "n03773504",  # missile
+    "china.jpg": "n03877845",  # palace
+    "flower.jpg": "n11939491",  # daisy
+}
+
+
 def real_photo_paths() -> list[Path]:
     """Colour photographs shipped inside scikit-image and scikit-learn (empty if not installed)."""
     paths: list[Path] = []
@@ -165,17 +180,17 @@ def real_photo_paths() -> list[Path]:
     return [p for p in paths if p.exists()]
 
 
-def _real_photos() -> list[Image.Image]:
-    paths = real_photo_paths()
+def _real_photos(objects_only: bool = False) -> list[tuple[str, Image.Image]]:
+    paths = [p for p in real_photo_paths() if not objects_only or p.name in OBJECT_PHOTOS]
     if not paths:
-        raise RuntimeError("style='real' needs scikit-image or scikit-learn (pip install -e '.[test]')")
-    return [Image.open(p).convert("RGB") for p in paths]
+        raise RuntimeError("real photos need scikit-image or scikit-learn (pip install -e '.[test]')")
+    return [(p.name, Image.open(p).convert("RGB")) for p in paths]
 
 
-def _real_crop(rng: np.random.Generator, photo: Image.Image) -> Image.Image:
-    """A random crop (30-100% of each side), optionally mirrored, scaled to an ImageNet size."""
+def _real_crop(rng: np.random.Generator, photo: Image.Image, low: float = 0.3) -> Image.Image:
+    """A random crop (``low``-100% of each side), optionally mirrored, scaled to an ImageNet size."""
     w, h = photo.size
-    cw, ch = int(w * rng.uniform(0.3, 1.0)), int(h * rng.uniform(0.3, 1.0))
+    cw, ch = int(w * rng.uniform(low, 1.0)), int(h * rng.uniform(low, 1.0))
     x0, y0 = int(rng.integers(0, w - cw + 1)), int(rng.integers(0, h - ch + 1))
     crop = photo.crop((x0, y0, x0 + cw, y0 + ch))
     if rng.random() < 0.5:

@@ -1,0 +1,41 @@
+"""Loaders over converted shards. ``build_loader`` is the public door; one module per backend."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+from .common import Batch, KeyedBatch, LoaderDataError
+from .config import LoaderConfig, resolve_config
+from .shardset import DistInfo, ShardSet, dist_info
+
+BACKENDS = ("dali", "baseline")
+
+
+def build_loader(root: str | Path, split: str = "train", preset: str | Path | None = None, *,
+                 backend: str = "dali", dist: DistInfo | None = None, **overrides: Any):
+    """An iterable of ``(images, labels)`` batches over one split of a shard folder.
+
+    ``preset``: a YAML preset from ``configs/`` (``train-224``, ``eval-224``, ``eval-384``, ...) or a
+    path; default ``train-224`` for splits named ``train*``, else ``eval-224``. ``overrides``: any
+    :class:`LoaderConfig` field (``batch_size=128``, ``device="cpu"``, ``dtype="bfloat16"``,
+    ``return_keys=True``, ...). Rank and world size come from torchrun's environment (or ``dist``).
+    ``backend="baseline"`` gives the webdataset + Pillow + DataLoader loader with the same API.
+    """
+    if preset is None:
+        preset = "train-224" if split.startswith("train") else "eval-224"
+    cfg = resolve_config(preset, **overrides)
+    shards = ShardSet.open(root, split)
+    if backend == "dali":
+        from .dali import DaliLoader
+
+        return DaliLoader(shards, cfg, dist)
+    if backend == "baseline":
+        from .baseline import BaselineLoader
+
+        return BaselineLoader(shards, cfg, dist)
+    raise ValueError(f"backend must be one of {BACKENDS}, not {backend!r}")
+
+
+__all__ = ["BACKENDS", "Batch", "DistInfo", "KeyedBatch", "LoaderConfig", "LoaderDataError", "ShardSet",
+           "build_loader", "dist_info", "resolve_config"]
