@@ -15,16 +15,24 @@ So the bytes depend only on the inputs, the options and the seed: not on ``--wor
 on whether the run was interrupted (``kill -9``) and resumed. Finally the indexes for timm
 (``_info.json``), wids, open_clip (``sizes.json``), the class table and ``manifest.json`` are
 written from the shard records, without re-reading any shard.
+
+Dataset presets (``configs/datasets/<dataset>.yaml``) may also set ``image_flags`` (pixel facts
+that inspection reports into each sample's json, e.g. ``all_black``) and ``alt_splits`` (extra
+timm splits over the same shards that train/evaluate on another int json field, e.g.
+``validation_200`` with ``alt_label: label_200``). A reader may choose the label space itself
+(:attr:`Source.class_list`, e.g. from a ``class_list`` dataset option).
 """
 
 from __future__ import annotations
 
 import ctypes
 import fcntl
+import fnmatch
 import json
 import math
 import multiprocessing as mp
 import os
+import re
 import shutil
 import signal
 import sys
@@ -32,7 +40,7 @@ import time
 import zlib
 from collections import Counter
 from collections.abc import Callable, Iterable
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -52,6 +60,9 @@ WORK_DIR = ".imagenet-pipe-work"
 MANIFEST = "manifest.json"
 CHUNK = 256  # samples per inspection task
 OK, BAD = 1, 2
+# split names end up in shard, index and DALI .idx file names: no dots (DALI cuts names at the first
+# dot), no spaces; '-' and '_' are fine (e.g. ImageNet-C's 'gaussian_noise-3')
+SAFE_SPLIT = re.compile(r"^[A-Za-z0-9_-]+$")
 
 
 class ConvertError(Exception):
@@ -76,6 +87,7 @@ class ConvertOptions:
     def to_json(self) -> dict[str, Any]:
         d = asdict(self)
         d["splits"] = list(self.splits)
+        d["hygiene"]["flags"] = list(self.hygiene.flags)  # compared with the JSON read back on reruns
         return d
 
 
@@ -86,19 +98,40 @@ def resolve_options(dataset: str, source: Path, *, splits: Iterable[str] | None 
                     dataset_options: dict[str, Any] | None = None) -> ConvertOptions:
     """Merge the dataset preset (``configs/datasets/<dataset>.yaml``) with explicit options."""
     preset = load_preset(dataset, "datasets")
-    chosen = tuple(splits) if splits else tuple(preset["splits"])
+    chosen = _expand_splits(list(splits), preset["splits"]) if splits else tuple(preset["splits"])
     unknown = [s for s in chosen if s not in preset["splits"]]
     if unknown:
         raise ConvertError(f"{dataset} has no split(s) {unknown}; known: {preset['splits']}")
+    unsafe = [s for s in chosen if not SAFE_SPLIT.match(s)]
+    if unsafe:
+        raise ConvertError(f"split name(s) {unsafe} are not usable in file names: use [A-Za-z0-9_-] only")
     per_split_size = _per_split(shard_size, chosen) if shard_size is not None else {}
     per_split_count = _per_split(num_shards, chosen) if num_shards is not None else {}
     if not per_split_size and not per_split_count:
-        per_split_size = {s: int(preset["shard_size"][s]) for s in chosen}
+        per_split_size = _per_split(preset["shard_size"], chosen)  # one number, or one per split
     for name, table in (("shard size", per_split_size), ("number of shards", per_split_count)):
         if any(v < 1 for v in table.values()):
             raise ConvertError(f"{name} must be at least 1, got {table}")
+    hygiene = hygiene or HygienePolicy()
+    if not hygiene.flags and preset.get("image_flags"):
+        hygiene = replace(hygiene, flags=tuple(preset["image_flags"]))
     return ConvertOptions(dataset, str(Path(source).resolve()), chosen, seed, per_split_size, per_split_count,
-                          layout, real_labels, hygiene or HygienePolicy(), dict(dataset_options or {}))
+                          layout, real_labels, hygiene, dict(dataset_options or {}))
+
+
+def _expand_splits(requested: list[str], known: list[str]) -> tuple[str, ...]:
+    """Split names, where a glob pattern stands for the matching preset splits in preset order
+    (ImageNet-C: ``gaussian_noise-*`` for the five severities of one corruption)."""
+    out: list[str] = []
+    for name in requested:
+        if any(ch in name for ch in "*?["):
+            matches = [s for s in known if fnmatch.fnmatchcase(s, name)]
+            if not matches:
+                raise ConvertError(f"split pattern {name!r} matches none of {known}")
+            out += [m for m in matches if m not in out]
+        elif name not in out:
+            out.append(name)
+    return tuple(out)
 
 
 def _per_split(value: int | dict[str, int], splits: tuple[str, ...]) -> dict[str, int]:
@@ -151,6 +184,7 @@ def _inspect_chunk(chunk_id: int) -> tuple[int, int, int]:
     width, height = np.zeros(n, np.int32), np.zeros(n, np.int32)
     fix_off, fix_size = np.full(n, -1, np.int64), np.zeros(n, np.int64)
     notes = [""] * n  # json list of hygiene actions, or the quarantine reason
+    flags = [""] * n  # json object of image flags (policy.flags), if any
     tag = f"{chunk_id:06d}"
     fix_tmp = inspect_dir / f"{tag}.fix.partial-{os.getpid()}"
     nbytes = 0
@@ -164,6 +198,8 @@ def _inspect_chunk(chunk_id: int) -> tuple[int, int, int]:
                 status[j], notes[j] = BAD, str(e)
                 continue
             status[j], width[j], height[j] = OK, img.width, img.height
+            if img.flags:
+                flags[j] = json.dumps(img.flags, sort_keys=True)
             if img.changed:
                 fix_off[j], fix_size[j] = fix.tell(), len(img.data)
                 fix.write(img.data)
@@ -175,7 +211,8 @@ def _inspect_chunk(chunk_id: int) -> tuple[int, int, int]:
         fix_tmp.unlink()
     npz_tmp = inspect_dir / f"{tag}.partial-{os.getpid()}.npz"
     np.savez(npz_tmp, idx=idx, status=status, width=width, height=height, fix_off=fix_off,
-             fix_size=fix_size, notes=np.frombuffer(json.dumps(notes).encode(), np.uint8))
+             fix_size=fix_size, notes=np.frombuffer(json.dumps(notes).encode(), np.uint8),
+             flags=np.frombuffer(json.dumps(flags).encode(), np.uint8))
     os.replace(npz_tmp, inspect_dir / f"{tag}.npz")
     return chunk_id, n, nbytes
 
@@ -202,6 +239,7 @@ def _write_shard(task: tuple[str, str, np.ndarray]) -> ShardRecord:
             extra = c["extra"][i]
             if extra:
                 meta.update(json.loads(extra))
+            meta.update(res["flags"].get(i, {}))
             actions = res["actions"].get(i)
             if actions:
                 meta["hygiene"] = actions
@@ -251,12 +289,13 @@ class _Run:
                  log: Callable[[str], None]) -> None:
         self.opts, self.out, self.work, self.workers, self.progress, self.log = opts, out, work, workers, progress, log
         self.preset = load_preset(opts.dataset, "datasets")
-        self.classes = ClassTable.load(self.preset["class_list"])
+        self.classes = ClassTable.load(self.preset["class_list"])  # until the reader says otherwise (scan)
         self.timings: dict[str, float] = {}
 
     def execute(self, keep_work: bool) -> dict[str, Any]:
         t0 = time.perf_counter()
         catalog, scan_info = self.scan()
+        self.classes = ClassTable.load(scan_info.get("class_list") or self.preset["class_list"])
         self.timings["scan_s"] = time.perf_counter() - t0
         t1 = time.perf_counter()
         results = self.inspect(catalog)
@@ -293,7 +332,7 @@ class _Run:
         if len(catalog) == 0:
             raise ConvertError(f"no samples found in {self.opts.source} for splits {list(self.opts.splits)}")
         info = {"layout": src.layout, "ignored": [{"file": f, "reason": r} for f, r in src.ignored],
-                "dataset_info": src.dataset_info()}
+                "dataset_info": src.dataset_info(), "class_list": src.class_list or self.preset["class_list"]}
         catalog.save(catalog_path)
         _atomic_write(info_path, json.dumps(info))
         counts = Counter(catalog.splits[int(s)] for s in catalog.columns["split"])
@@ -327,7 +366,7 @@ class _Run:
         res: dict[str, Any] = {"status": np.zeros(n, np.int8), "width": np.zeros(n, np.int32),
                                "height": np.zeros(n, np.int32), "fix_cid": np.full(n, -1, np.int32),
                                "fix_off": np.zeros(n, np.int64), "fix_size": np.zeros(n, np.int64),
-                               "actions": {}, "reasons": {}}
+                               "actions": {}, "reasons": {}, "flags": {}}
         for k in range(len(chunks)):
             with np.load(self.work / "inspect" / f"{k:06d}.npz") as z:
                 idx = z["idx"]
@@ -345,6 +384,10 @@ class _Run:
                             res["reasons"][i] = note
                         else:
                             res["actions"][i] = json.loads(note)
+                if "flags" in z.files:
+                    for j, flag in enumerate(json.loads(z["flags"].tobytes().decode())):
+                        if flag:
+                            res["flags"][int(idx[j])] = json.loads(flag)
         if (res["status"] == 0).any():
             raise ConvertError("internal error: some samples were not inspected")
         return res
@@ -421,7 +464,7 @@ class _Run:
         hygiene = Counter(a.split(":", 1)[0] for acts in res["actions"].values() for a in acts)
         manifest = {
             "tool": "imagenet-pipe", "version": __version__, "dataset": self.opts.dataset,
-            "prefix": self.preset["prefix"], "class_list": self.preset["class_list"],
+            "prefix": self.preset["prefix"], "class_list": self.classes.name,
             "num_classes": len(self.classes), "layout": scan_info["layout"], "options": self.opts.to_json(),
             "source_fingerprint": catalog.fingerprint(), "splits": split_counts,
             "totals": {k: sum(v[k] for v in split_counts.values()) for k in ("samples_in", "written", "quarantined")},
@@ -429,6 +472,13 @@ class _Run:
             "hygiene": dict(sorted(hygiene.items())), "quarantine": quarantine, "ignored": scan_info["ignored"],
             "shards": [asdict(r) for r in records],
         }
+        if self.opts.hygiene.flags:  # how many written samples have each flag set
+            written = {int(i) for _, _, part in plan for i in part}
+            flags = Counter(k for i, fl in res["flags"].items() if i in written for k, v in fl.items() if v)
+            manifest["image_flags"] = {f: flags.get(f, 0) for f in self.opts.hygiene.flags}
+        alt_splits = self.alt_splits(catalog, plan)
+        if alt_splits:
+            manifest["alt_splits"] = alt_splits
         write_indexes(self.out, manifest, self.classes)
         _atomic_write(self.out / MANIFEST, json.dumps(manifest, indent=1) + "\n")
         for split, n in split_counts.items():
@@ -440,7 +490,32 @@ class _Run:
             self.log(f"  quarantined {q['split']}/{q['filename']}: {q['reason']}")
         if hygiene:
             self.log("hygiene: " + ", ".join(f"{k} x{v}" for k, v in sorted(hygiene.items())))
+        if manifest.get("image_flags"):
+            self.log("image flags: " + ", ".join(f"{k} x{v}" for k, v in manifest["image_flags"].items()))
         return manifest
+
+    def alt_splits(self, catalog: Catalog, plan: list) -> dict[str, Any]:
+        """timm splits over the shards of another split, targeting an int json field (``alt_label``).
+
+        timm drops samples whose field is < 0 (or missing here), so a shard's length counts only
+        the samples it keeps, as in rwightman's ``train_12k`` split of the 22k shards.
+        """
+        extra = catalog.columns["extra"]
+        out = {}
+        for name, spec in (self.preset.get("alt_splits") or {}).items():
+            base, field_name = spec["split"], spec["alt_label"]
+            shards = [(shard, part) for split, shard, part in plan if split == base]
+            if not shards:
+                continue
+            lengths = [sum(1 for i in part if _json_int(extra[int(i)], field_name) >= 0) for _, part in shards]
+            out[name] = {"name": name, "filenames": [shard for shard, _ in shards], "shard_lengths": lengths,
+                         "num_samples": sum(lengths), "alt_label": field_name}
+        return out
+
+
+def _json_int(text: str, name: str) -> int:
+    value = json.loads(text).get(name, -1) if text else -1
+    return value if isinstance(value, int) else -1
 
 
 def _pool_imap(fn, tasks, workers: int):

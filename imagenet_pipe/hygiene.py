@@ -14,7 +14,9 @@ and the published ImageNet results). The policy here:
 * optional ``max_side``: larger images are downscaled (bicubic) and re-encoded;
 * anything that cannot be decoded is rejected with the decoder's reason (quarantined).
 
-Every change is reported as a short action string that ends up in the sample's json.
+Every change is reported as a short action string that ends up in the sample's json. Optional
+image *flags* (``policy.flags``, switched on by a dataset preset's ``image_flags``) report facts
+about the pixels without changing them, e.g. ``all_black`` for ImageNet-Sketch's empty images.
 """
 
 from __future__ import annotations
@@ -27,6 +29,10 @@ from PIL import Image, ImageOps, UnidentifiedImageError
 
 Image.MAX_IMAGE_PIXELS = None  # ImageNet has a few 10+ MP images; they are photos, not bombs
 EXIF_ORIENTATION = 0x0112
+# a pixel counts as black up to this value (0..255, every channel): JPEG ringing on a black frame
+# stays in the low single digits, a faint sketch stroke is far brighter
+BLACK_MAX = 10
+FLAGS = ("all_black",)
 
 
 @dataclass(frozen=True)
@@ -35,8 +41,12 @@ class HygienePolicy:
     max_side: int | None = None  # downscale images whose longer side exceeds this
     check: str = "decode"  # "decode": fully decode every image; "header": headers + end marker only
     exif: str = "reset"  # "reset" the orientation tag, "apply" it to the pixels, or "keep" it
+    flags: tuple[str, ...] = ()  # pixel facts to report per image (see FLAGS); forces a full decode
 
     def __post_init__(self) -> None:
+        unknown = [f for f in self.flags if f not in FLAGS]
+        if unknown:
+            raise ValueError(f"unknown image flag(s) {unknown}; known: {list(FLAGS)}")
         if self.check not in ("decode", "header"):
             raise ValueError(f"check must be 'decode' or 'header', not {self.check!r}")
         if self.exif not in ("reset", "apply", "keep"):
@@ -55,6 +65,7 @@ class CleanImage:
     width: int
     height: int
     actions: list[str] = field(default_factory=list)
+    flags: dict[str, bool] = field(default_factory=dict)  # policy.flags -> value; bytes unaffected
 
     @property
     def changed(self) -> bool:
@@ -92,12 +103,15 @@ def clean(data: bytes, policy: HygienePolicy = HygienePolicy()) -> CleanImage:
 
     # untouched bytes: still prove they decode, unless only headers are checked and the stream
     # is complete (a JPEG ends with the EOI marker FFD9; truncated downloads do not)
-    if policy.check == "decode" or not _has_jpeg_end(data):
+    flags: dict[str, bool] = {}
+    if policy.flags:
+        flags = _flags(_full_decode(img), policy.flags)  # pixel flags need every pixel, not a draft
+    elif policy.check == "decode" or not _has_jpeg_end(data):
         _decode_check(img)
     if orientation != 1 and policy.exif == "reset":
         data = reset_exif_orientation(data)
         actions.append(f"exif_orientation_reset:{orientation}")
-    return CleanImage(data, width, height, actions)
+    return CleanImage(data, width, height, actions, flags)
 
 
 def _reencode(img: Image.Image, data: bytes, policy: HygienePolicy, actions: list[str],
@@ -121,7 +135,24 @@ def _reencode(img: Image.Image, data: bytes, policy: HygienePolicy, actions: lis
     # baseline (non-progressive) so the GPU's hardware JPEG decoder can take it; no EXIF kept
     rgb.save(buf, "JPEG", quality=policy.quality, optimize=False, progressive=False)
     actions.append(f"reencoded:q{policy.quality}")
-    return CleanImage(buf.getvalue(), rgb.width, rgb.height, actions)
+    return CleanImage(buf.getvalue(), rgb.width, rgb.height, actions, _flags(rgb, policy.flags))
+
+
+def _flags(img: Image.Image, wanted: tuple[str, ...]) -> dict[str, bool]:
+    flags = {}
+    if "all_black" in wanted:
+        extrema = img.getextrema()  # (min, max) for one band, a tuple of them for several
+        bands = extrema if isinstance(extrema[0], tuple) else (extrema,)
+        flags["all_black"] = max(hi for _, hi in bands) <= BLACK_MAX
+    return flags
+
+
+def _full_decode(img: Image.Image) -> Image.Image:
+    try:
+        img.load()
+    except Exception as e:
+        raise BadImage(f"cannot decode: {e}") from None
+    return img
 
 
 def _decode_check(img: Image.Image) -> None:

@@ -18,6 +18,31 @@ def make_fake(dataset: str, out: Path, layout: str | None = None, style: str = "
                                train_per_class=max(2, round(20 * scale)), val_images=max(5, round(50 * scale)),
                                style=style, seed=seed)
         return fake.samples
+    n = max(1, round(scale))  # images per class grow with the scale
+    if dataset == "imagenet21k":
+        from .imagenet21k import make_imagenet21k
+
+        return make_imagenet21k(out, layout or "fall11", num_classes=max(5, round(5 * scale)),
+                                max_per_class=max(8, round(8 * scale)), style=style, seed=seed).samples
+    if dataset == "imagenet-v2":
+        from .imagenet_v2 import make_imagenet_v2
+
+        return make_imagenet_v2(out, num_classes=max(6, round(10 * scale)), per_class=2 * n, style=style,
+                                seed=seed).samples
+    if dataset == "imagenet-c":
+        from .imagenet_c import make_imagenet_c
+
+        return make_imagenet_c(out, val_images=max(4, round(6 * scale)), style=style, seed=seed).samples
+    if dataset in ("imagenet-r", "imagenet-a"):
+        from .imagenet_ra import make_renditions
+
+        return make_renditions(out, dataset, num_classes=max(3, round(6 * scale)), per_class=3 * n, style=style,
+                               seed=seed).samples
+    if dataset == "imagenet-sketch":
+        from .imagenet_sketch import make_imagenet_sketch
+
+        return make_imagenet_sketch(out, num_classes=max(4, round(6 * scale)), per_class=3 * n,
+                                    large_class=7 * n, style=style, seed=seed).samples
     raise ValueError(f"no fake generator for {dataset!r}")
 
 

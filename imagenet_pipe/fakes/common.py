@@ -43,6 +43,8 @@ def write_tar(fileobj, members: Iterable[tuple[str, bytes]], fmt: int = tarfile.
         for name, data in members:
             info = tarfile.TarInfo(name)
             info.size, info.mtime, info.mode = len(data), ARCHIVE_MTIME, 0o644
+            if name.endswith("/"):  # a directory entry, as GNU tar writes for every folder
+                info.type, info.mode, info.size = tarfile.DIRTYPE, 0o755, 0
             tar.addfile(info, io.BytesIO(data))
 
 
@@ -61,8 +63,8 @@ def write_zip(path: Path, members: Iterable[tuple[str, bytes]]) -> None:
     with zipfile.ZipFile(path, "w", compression=zipfile.ZIP_DEFLATED, compresslevel=1) as zf:
         for name, data in members:
             info = zipfile.ZipInfo(name, date_time=(2019, 4, 1, 0, 0, 0))
-            info.compress_type = zipfile.ZIP_DEFLATED
-            zf.writestr(info, data)
+            info.compress_type = zipfile.ZIP_DEFLATED if not name.endswith("/") else zipfile.ZIP_STORED
+            zf.writestr(info, data)  # a name ending in '/' is a directory entry
 
 
 def write_files(root: Path, members: Iterable[tuple[str, bytes]]) -> None:
@@ -74,6 +76,23 @@ def write_files(root: Path, members: Iterable[tuple[str, bytes]]) -> None:
 
 def shuffled(rng: np.random.Generator, items: list) -> list:
     return [items[i] for i in rng.permutation(len(items))]
+
+
+def with_dirs(members: list[tuple[str, bytes]]) -> list[tuple[str, bytes]]:
+    """The members preceded by an entry for every folder they are in (as ``tar``/``zip -r`` write)."""
+    dirs: dict[str, None] = {}
+    for name, _ in members:
+        parts = name.split("/")[:-1]
+        for i in range(1, len(parts) + 1):
+            dirs.setdefault("/".join(parts[:i]) + "/")
+    return [(d, b"") for d in dirs] + members
+
+
+def pick(rng: np.random.Generator, pool: list[str] | tuple[str, ...], count: int,
+         exclude: set[str] | frozenset[str] = frozenset()) -> list[str]:
+    """``count`` distinct items of ``pool`` not in ``exclude``, drawn with ``rng``, sorted."""
+    candidates = [p for p in pool if p not in exclude]
+    return sorted(candidates[i] for i in rng.choice(len(candidates), count, replace=False))
 
 
 def write_expected(root: Path, dataset: str, layout: str, samples: list[FakeSample], **info) -> None:

@@ -8,10 +8,23 @@ from .base import Source, SourceError
 from .imagenet1k_folder import ImageNet1kFolder
 from .imagenet1k_kaggle import ImageNet1kKaggle
 from .imagenet1k_official import ImageNet1kOfficial
+from .imagenet21k_fall11 import ImageNet21kFall11
+from .imagenet21k_p import ImageNet21kP
+from .imagenet21k_winter21 import ImageNet21kWinter21
+from .imagenet_c import ImageNetC
+from .imagenet_ra import ImageNetA, ImageNetR
+from .imagenet_sketch import ImageNetSketch
+from .imagenet_v2 import ImageNetV2
 
 # dataset -> its layouts, in detection order (most specific first)
 SOURCES: dict[str, list[type[Source]]] = {
     "imagenet1k": [ImageNet1kOfficial, ImageNet1kKaggle, ImageNet1kFolder],
+    "imagenet21k": [ImageNet21kFall11, ImageNet21kWinter21, ImageNet21kP],
+    "imagenet-v2": [ImageNetV2],
+    "imagenet-c": [ImageNetC],
+    "imagenet-r": [ImageNetR],
+    "imagenet-a": [ImageNetA],
+    "imagenet-sketch": [ImageNetSketch],
 }
 
 

@@ -22,6 +22,8 @@ from ..catalog import Entry
 
 IMAGE_SUFFIXES = (".jpeg", ".jpg", ".png")
 WNID = re.compile(r"^n\d{8}$")
+UNSAFE_KEY_CHARS = re.compile(r"[^A-Za-z0-9_-]")
+MAX_KEY = 90  # shard member names must stay under tar's 100 bytes with the extension
 
 
 class SourceError(Exception):
@@ -76,6 +78,12 @@ class Source(ABC):
     def dataset_info(self) -> dict:
         """JSON-able facts about the dataset recorded in the manifest (e.g. a class subset)."""
         return {}
+
+    @property
+    def class_list(self) -> str | None:
+        """The label space (a :mod:`classes` list name) when the reader chooses it, e.g. from a
+        ``class_list`` dataset option; None means the dataset preset's. Read after :meth:`scan`."""
+        return None
 
     def ignore(self, path: str, why: str) -> None:
         self.ignored.append((path, why))
@@ -141,6 +149,35 @@ def spool_zip_member(zip_path: Path, member: str, containers: Containers, spool_
 
 def is_image_name(name: str) -> bool:
     return name.lower().endswith(IMAGE_SUFFIXES)
+
+
+def name_stem(name: str) -> str:
+    """File name without its (last) extension: ``0.000116_a b_0.86.jpg`` -> ``0.000116_a b_0.86``."""
+    return name.rsplit(".", 1)[0] if "." in name else name
+
+
+def safe_key(text: str) -> str:
+    """A WebDataset key: characters outside ``[A-Za-z0-9_-]`` become ``_`` (readers split keys at
+    the first dot, DALI indexes at spaces). Collisions this creates are caught by the catalog."""
+    key = UNSAFE_KEY_CHARS.sub("_", text)
+    if not key or len(key) > MAX_KEY:
+        raise SourceError(f"cannot make a WebDataset key of 1..{MAX_KEY} characters from {text!r}")
+    return key
+
+
+def class_key(wnid: str, name: str) -> str:
+    """Key of a file in a class folder: ImageNet's own ``<wnid>_<n>`` stems as they are, any other
+    stem prefixed with the class (``art_0`` and ``sketch_13`` repeat across classes)."""
+    stem = name_stem(name)
+    return safe_key(stem if stem.startswith(f"{wnid}_") else f"{wnid}_{stem}")
+
+
+def class_file(path: str, top: str | None = None) -> tuple[str, str] | None:
+    """(class folder, file name) of ``[<top>/]<class>/<file>``; None for any other depth."""
+    parts = path.split("/")
+    if top is not None and len(parts) > 1 and parts[0] == top:
+        parts = parts[1:]
+    return (parts[0], parts[1]) if len(parts) == 2 else None
 
 
 def _clean(name: str) -> str:
