@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import importlib
 import os
 import sys
 from pathlib import Path
@@ -136,7 +137,19 @@ def build_parser() -> argparse.ArgumentParser:
     m.add_argument("--scale", type=float, default=1.0, help="multiply the demo's dataset size")
     m.set_defaults(func=cmd_demo)
 
+    for module, adder in LOADER_COMMANDS:
+        try:
+            add = getattr(importlib.import_module(module), adder)
+        except ModuleNotFoundError as e:  # a command still being built
+            if e.name is None or not module.startswith(e.name):
+                raise
+            continue
+        add(sub)
     return p
+
+
+# subcommands that live beside the code they drive; each module adds its own parser
+LOADER_COMMANDS = [("imagenet_pipe.bench.cli", "add_bench_parser"), ("imagenet_pipe.evaluate", "add_eval_parser")]
 
 
 def main(argv: list[str] | None = None) -> int:
