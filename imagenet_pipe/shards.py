@@ -16,7 +16,6 @@ import tarfile
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import BinaryIO
 
 SAFE_KEY = re.compile(r"^[A-Za-z0-9_-]{1,90}$")
 IDX_VERSION = "v1.2"
@@ -48,77 +47,64 @@ class ShardRecord:
     sha256: str
 
 
-class _HashingFile:
-    def __init__(self, f: BinaryIO) -> None:
-        self.f, self.sha, self.size = f, hashlib.sha256(), 0
-
-    def write(self, data: bytes) -> int:
-        self.sha.update(data)
-        self.size += len(data)
-        return self.f.write(data)
-
-    def tell(self) -> int:
-        return self.size
-
-
 class ShardWriter:
-    """Writes one shard under a temporary name and renames it (and its ``.idx``) when complete."""
+    """Writes one shard under a temporary name and renames it (and its ``.idx``) when complete.
+
+    Headers come from :meth:`tarfile.TarInfo.tobuf` (USTAR); each sample's three members are
+    framed (header, data, NUL padding to 512) and written in one call, and the archive ends like
+    tarfile's: two zero blocks, padded to a 10 KiB record. Same bytes as ``tarfile.addfile``,
+    without its per-member copy loop. No fsync: a killed run loses nothing the kernel holds, and
+    resume re-checks every finished shard's size.
+    """
 
     def __init__(self, directory: Path, name: str, split: str, tmp_suffix: str = ".partial") -> None:
         self.dir, self.name, self.split = Path(directory), name, split
         self._suffix = tmp_suffix
         self._tmp = self.dir / (name + tmp_suffix)
         self._file = open(self._tmp, "wb")
-        self._out = _HashingFile(self._file)
-        self._tar = tarfile.open(fileobj=self._out, mode="w", format=tarfile.USTAR_FORMAT)
+        self._sha = hashlib.sha256()
+        self._offset = 0
         self._idx: list[str] = []
+        self._info = tarfile.TarInfo()
+        self._info.mtime, self._info.mode = 0, 0o444
+        self._info.uname = self._info.gname = "bigdata"
 
     def write(self, key: str, members: dict[str, bytes]) -> None:
         """One sample: ``members`` maps extension -> bytes; written in sorted extension order."""
         check_key(key)
-        fields = []
+        fields, parts = [], []
+        offset = self._offset
         for ext in sorted(members):
             data = members[ext]
-            info = tarfile.TarInfo(f"{key}.{ext}")
-            info.size, info.mtime, info.mode = len(data), 0, 0o444
-            info.uname = info.gname = "bigdata"
-            header_at = self._tar.offset
-            self._tar.addfile(info, _BytesReader(data))
-            fields.append(f"{ext} {header_at + tarfile.BLOCKSIZE} {len(data)} {info.name}")
+            self._info.name, self._info.size = f"{key}.{ext}", len(data)
+            header = self._info.tobuf(tarfile.USTAR_FORMAT, tarfile.ENCODING, "surrogateescape")
+            fields.append(f"{ext} {offset + len(header)} {len(data)} {self._info.name}")
+            parts += (header, data, _PADDING[: -len(data) % tarfile.BLOCKSIZE])
+            offset += len(header) + len(data) + (-len(data) % tarfile.BLOCKSIZE)
+        self._emit(b"".join(parts))
         self._idx.append(" ".join(fields))
 
+    def _emit(self, blob: bytes) -> None:
+        self._sha.update(blob)
+        self._file.write(blob)
+        self._offset += len(blob)
+
     def close(self) -> ShardRecord:
-        self._tar.close()
-        self._file.flush()
-        os.fsync(self._file.fileno())
+        end = self._offset + 2 * tarfile.BLOCKSIZE
+        self._emit(bytes(2 * tarfile.BLOCKSIZE + (-end % tarfile.RECORDSIZE)))
         self._file.close()
         idx_tmp = self.dir / (idx_name(self.name) + self._suffix)
         idx_tmp.write_text(f"{IDX_VERSION} {len(self._idx)}\n" + "".join(line + "\n" for line in self._idx))
         os.replace(idx_tmp, self.dir / idx_name(self.name))
         os.replace(self._tmp, self.dir / self.name)
-        return ShardRecord(self.name, self.split, len(self._idx), self._out.size, self._out.sha.hexdigest())
+        return ShardRecord(self.name, self.split, len(self._idx), self._offset, self._sha.hexdigest())
 
     def abort(self) -> None:
         self._file.close()
         self._tmp.unlink(missing_ok=True)
 
 
-class _BytesReader:
-    """Minimal file object for tarfile.addfile without copying into a BytesIO."""
-
-    def __init__(self, data: bytes) -> None:
-        self.view, self.pos = memoryview(data), 0
-
-    def read(self, n: int = -1) -> bytes:
-        end = len(self.view) if n < 0 else min(len(self.view), self.pos + n)
-        chunk = self.view[self.pos : end]
-        self.pos = end
-        return chunk
-
-    def readinto(self, b: bytearray) -> int:
-        chunk = self.read(len(b))
-        b[: len(chunk)] = chunk
-        return len(chunk)
+_PADDING = bytes(tarfile.BLOCKSIZE)
 
 
 # --- reading back ----------------------------------------------------------------------------

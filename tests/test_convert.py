@@ -256,3 +256,26 @@ def test_shuffle_is_a_permutation_of_all_good_samples(shards1k, fake1k):
     assert len(keys) == len(set(keys)) == sum(1 for s in fake1k.samples if s.split == "train" and not s.bad)
     rng_positions = np.array([sorted(keys).index(k) for k in keys])
     assert abs(np.corrcoef(rng_positions, np.arange(len(keys)))[0, 1]) < 0.6
+
+
+def test_shard_writer_bytes_equal_tarfiles(tmp_path):
+    """The framed writer produces exactly what tarfile.addfile writes for the same members."""
+    import tarfile
+
+    from imagenet_pipe.shards import ShardWriter
+
+    samples = [(f"k{i}", {"jpg": bytes([i]) * (1000 + 37 * i), "cls": str(i).encode(), "json": b"{}"})
+               for i in range(9)]
+    with tarfile.open(tmp_path / "ref.tar", "w", format=tarfile.USTAR_FORMAT) as tar:
+        for key, members in samples:
+            for ext in sorted(members):
+                info = tarfile.TarInfo(f"{key}.{ext}")
+                info.size, info.mtime, info.mode = len(members[ext]), 0, 0o444
+                info.uname = info.gname = "bigdata"
+                tar.addfile(info, io.BytesIO(members[ext]))
+    writer = ShardWriter(tmp_path, "ours.tar", "train")
+    for key, members in samples:
+        writer.write(key, members)
+    record = writer.close()
+    assert (tmp_path / "ours.tar").read_bytes() == (tmp_path / "ref.tar").read_bytes()
+    assert record.bytes == (tmp_path / "ref.tar").stat().st_size

@@ -1,0 +1,177 @@
+#!/usr/bin/env python
+"""Conversion throughput against plain ``tar -xf`` of the same train archive, with peak memory.
+
+    python tools/bench_convert.py --images 4000 --out bench-out/convert
+
+Builds a fake ``ILSVRC2012_img_train.tar`` of ImageNet-like JPEGs (photo-like, ~100 KiB at ~440x390,
+distinct bytes reused under new names so that building is fast), warms the page cache, then times:
+
+* ``tar -xf`` of the outer archive (what the goal compares with: it writes the class tars);
+* ``tar -xf`` of the outer archive plus every class tar (the full ImageFolder extraction);
+* ``imagenet-pipe convert`` with 1 and all workers, ``--check decode`` (default) and ``--check header``,
+  each at N and 2N images to show that memory does not grow with the dataset.
+
+Peak memory is the largest sum of RSS over the converter's process tree, sampled every 20 ms.
+"""
+
+from __future__ import annotations
+
+import argparse
+import functools
+import io
+import json
+import os
+import platform
+import shutil
+import subprocess
+import sys
+import tarfile
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+
+from imagenet_pipe.classes import wnid_list
+from imagenet_pipe.fakes.images import ImageFactory
+
+
+def build_archive(path: Path, images: int, distinct: int = 256, classes: int = 40, seed: int = 0) -> int:
+    factory = ImageFactory(seed, "photo")
+    pool = [factory.jpeg() for _ in range(distinct)]
+    wnids = wnid_list("imagenet1k")[:: 1000 // classes][:classes]
+    per_class = images // classes
+    rng = np.random.default_rng(seed)
+    with tarfile.open(path, "w", format=tarfile.GNU_FORMAT) as outer:
+        for c, wnid in enumerate(wnids):
+            buf = io.BytesIO()
+            with tarfile.open(fileobj=buf, mode="w", format=tarfile.GNU_FORMAT) as inner:
+                for n in range(per_class):
+                    data = pool[int(rng.integers(distinct))]
+                    info = tarfile.TarInfo(f"{wnid}_{c * 100000 + n}.JPEG")
+                    info.size = len(data)
+                    inner.addfile(info, io.BytesIO(data))
+            info = tarfile.TarInfo(f"{wnid}.tar")
+            info.size = buf.tell()
+            buf.seek(0)
+            outer.addfile(info, buf)
+    return per_class * classes
+
+
+def warm(path: Path) -> None:
+    with open(path, "rb") as f:
+        while f.read(16 << 20):
+            pass
+
+
+def tree_rss(pid: int) -> int:
+    """Sum of RSS (bytes) of pid and its descendants."""
+    total, stack = 0, [pid]
+    while stack:
+        p = stack.pop()
+        try:
+            with open(f"/proc/{p}/statm") as f:
+                total += int(f.read().split()[1]) * os.sysconf("SC_PAGE_SIZE")
+            with open(f"/proc/{p}/task/{p}/children") as f:
+                stack += [int(c) for c in f.read().split()]
+        except (FileNotFoundError, ProcessLookupError):
+            continue
+    return total
+
+
+def timed(cmd: list[str], cwd: Path | None = None) -> tuple[float, int]:
+    start = time.perf_counter()
+    proc = subprocess.Popen(cmd, cwd=cwd, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    peak = 0
+    while proc.poll() is None:
+        peak = max(peak, tree_rss(proc.pid))
+        time.sleep(0.02)
+    elapsed = time.perf_counter() - start
+    if proc.returncode:
+        raise RuntimeError(f"{cmd} failed: {proc.stderr.read().decode()[-2000:]}")
+    return elapsed, peak
+
+
+def _record(runs: list, n: int, size: int, name: str, seconds: list[float], peak: int, **extra) -> None:
+    med = float(np.median(seconds))
+    runs.append({"what": name, "images": n, "bytes": size, "seconds_median": med, "seconds": seconds,
+                 "images_per_s": n / med, "mb_per_s": size / med / 1e6, "peak_rss_mb": peak / 1e6, **extra})
+    print(f"  {name:46s} {med:7.2f} s  {n / med:7.0f} img/s  {size / med / 1e6:6.0f} MB/s  "
+          f"peak {peak / 1e6:6.0f} MB", flush=True)
+
+
+def cpu_model() -> str:
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or "unknown"
+
+
+def main() -> None:
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--images", type=int, default=4000)
+    p.add_argument("--out", type=Path, default=Path("bench-out/convert"))
+    p.add_argument("--repeats", type=int, default=3)
+    args = p.parse_args()
+    args.out.mkdir(parents=True, exist_ok=True)
+    cores = os.cpu_count() or 1
+    results: dict = {"machine": {"cpu": cpu_model(), "cores": cores, "python": platform.python_version(),
+                                 "disk": shutil.disk_usage(args.out).total}, "runs": []}
+
+    for scale in (1, 2):
+        n_req = args.images * scale
+        src = args.out / f"raw-{n_req}"
+        src.mkdir(exist_ok=True)
+        archive = src / "ILSVRC2012_img_train.tar"
+        n = build_archive(archive, n_req) if not archive.exists() else n_req // 40 * 40
+        size = archive.stat().st_size
+        print(f"archive: {n} images, {size / 1e6:.0f} MB ({size / n / 1024:.1f} KiB/image)", flush=True)
+
+        record = functools.partial(_record, results["runs"], n, size)
+
+        if scale == 1:
+            for name, full in (("tar -xf (outer archive)", False), ("tar -xf + every class tar (ImageFolder)", True)):
+                times, peak = [], 0
+                for _ in range(args.repeats):
+                    warm(archive)
+                    with tempfile.TemporaryDirectory(dir=args.out) as tmp:
+                        t, pk = timed(["tar", "-xf", str(archive.resolve())], cwd=Path(tmp))
+                        if full:
+                            start = time.perf_counter()
+                            for inner in sorted(Path(tmp).glob("*.tar")):
+                                d = Path(tmp) / inner.stem
+                                d.mkdir()
+                                subprocess.run(["tar", "-xf", str(inner), "-C", str(d)], check=True)
+                                inner.unlink()
+                            t += time.perf_counter() - start
+                        times.append(t)
+                        peak = max(peak, pk)
+                record(name, times, peak)
+
+        for workers in (1, cores):
+            for check in ("decode", "header"):
+                if scale == 2 and (workers, check) != (cores, "decode"):
+                    continue
+                times, peak = [], 0
+                for _ in range(args.repeats):
+                    warm(archive)
+                    dest = args.out / "shards"
+                    shutil.rmtree(dest, ignore_errors=True)
+                    t, pk = timed([sys.executable, "-m", "imagenet_pipe", "convert", "imagenet1k", str(src),
+                                   "--out", str(dest), "--splits", "train", "--workers", str(workers),
+                                   "--check", check, "--quiet"])
+                    times.append(t)
+                    peak = max(peak, pk)
+                record(f"imagenet-pipe convert --workers {workers} --check {check}", times, peak,
+                       workers=workers, check=check)
+        shutil.rmtree(args.out / "shards", ignore_errors=True)
+
+    (args.out / "convert-bench.json").write_text(json.dumps(results, indent=1))
+    print(f"wrote {args.out / 'convert-bench.json'}")
+
+
+if __name__ == "__main__":
+    main()
