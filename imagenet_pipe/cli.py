@@ -38,7 +38,7 @@ def cmd_convert(args: argparse.Namespace) -> int:
 
 def _dataset_options(args: argparse.Namespace) -> dict:
     opts = {}
-    for name in ("holdout_per_class", "class_list"):
+    for name in ("holdout_per_class", "holdout_seed", "class_list"):
         value = getattr(args, name, None)
         if value is not None:
             opts[name] = value
@@ -104,6 +104,7 @@ def build_parser() -> argparse.ArgumentParser:
                    help="EXIF orientation: reset the tag (default, pixels as stored), apply it, or keep it")
     c.add_argument("--no-real-labels", action="store_true", help="do not attach ImageNet-ReaL labels to 1K validation")
     c.add_argument("--holdout-per-class", type=int, help="imagenet21k: validation images held out per class")
+    c.add_argument("--holdout-seed", type=int, help="imagenet21k: which images are held out (default 0)")
     c.add_argument("--class-list", help="imagenet21k: label space (imagenet21k, imagenet21k_p, ...)")
     c.add_argument("--overwrite", action="store_true", help="replace a different conversion in --out")
     c.add_argument("--keep-work", action="store_true", help="keep the work folder (catalog, inspection) afterwards")
@@ -124,7 +125,7 @@ def build_parser() -> argparse.ArgumentParser:
     f.add_argument("dataset")
     f.add_argument("out", type=Path)
     f.add_argument("--layout", help="raw layout to imitate (default: the dataset's main one)")
-    f.add_argument("--style", choices=("photo", "small", "real"), default="photo",
+    f.add_argument("--style", choices=("photo", "small", "real", "objects"), default="photo",
                    help="photo-like synthetic images at ImageNet sizes, tiny ones, or crops of real photos")
     f.add_argument("--scale", type=float, default=1.0, help="multiply the default number of images")
     f.add_argument("--seed", type=int, default=0)
