@@ -108,7 +108,10 @@ def build_pipeline(shards: ShardSet, cfg: LoaderConfig, rank: int = 0, world: in
             images = fn.crop_mirror_normalize(images, dtype=out_dtype, output_layout=layout, mean=mean, std=std,
                                               crop=(cfg.size, cfg.size), crop_pos_x=pos_x, crop_pos_y=pos_y)
         labels = fn.pad(cls, fill_value=0, shape=[LABEL_BYTES], axes=[0])
-        return images, labels, ok
+        if gpu:
+            labels = labels.gpu()  # parsed to int64 on the GPU, beside the images
+        # the raw label stays on the host: its source_info ("shard.tar:offset:key.cls") names the sample
+        return images, labels, cls, ok
 
     return pipeline()
 
@@ -220,10 +223,10 @@ class DaliLoader:
             raise LoaderDataError(self._explain(e)) from e
 
     def _next(self, keep: int) -> Batch | KeyedBatch:
-        images_tl, labels_tl, ok_tl = self._run()
+        images_tl, labels_tl, cls_tl, ok_tl = self._run()
         ok = np.array(ok_tl.as_tensor()).astype(bool).reshape(-1)[:keep]
         want_keys = self.cfg.return_keys or not ok.all()
-        sources = [labels_tl[i].source_info() for i in range(keep)] if want_keys else []
+        sources = [cls_tl[i].source_info() for i in range(keep)] if want_keys else []
         keys = [s.rsplit(":", 1)[-1].split(".", 1)[0] for s in sources]
         rows = np.arange(keep)
         if not ok.all():
@@ -301,9 +304,12 @@ def _decodes(data: bytes) -> bool:
 
 def _to_torch(tensor_list, device: torch.device, dtype: torch.dtype) -> torch.Tensor:
     """Copy a dense DALI batch into a new torch tensor on ``device`` (DALI reuses its buffers)."""
+    from nvidia.dali.backend import TensorGPU
     from nvidia.dali.plugin.pytorch import feed_ndarray
 
     dense = tensor_list.as_tensor()
+    if device.type == "cuda" and not isinstance(dense, TensorGPU):  # no direct host -> device memcpy here
+        return feed_ndarray(dense, torch.empty(dense.shape(), dtype=dtype)).to(device, non_blocking=True)
     out = torch.empty(dense.shape(), dtype=dtype, device=device)
     stream = torch.cuda.current_stream(device) if device.type == "cuda" else None
     feed_ndarray(dense, out, cuda_stream=stream)
