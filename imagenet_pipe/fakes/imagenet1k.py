@@ -10,7 +10,9 @@
 Real wnids and the real quirks: val 1..4 carry the real ground-truth IDs 490, 361, 171, 822 (sorted
 labels 65, 970, 230, 809); ``n01739381_1309.JPEG`` is CMYK, ``n02105855_2933.JPEG`` is an RGBA PNG,
 ``ILSVRC2012_val_00019877.JPEG`` is CMYK; plus a grayscale, an EXIF-rotated, a progressive and a
-truncated (undecodable) JPEG.
+truncated (undecodable) JPEG. With ``style="objects"`` each validation image is a crop of a real
+photo of an ImageNet class and is labelled with that class (val 1..4 included), so that a
+pretrained model's accuracy means something.
 """
 
 from __future__ import annotations
@@ -61,8 +63,10 @@ def plan(num_classes: int = 10, train_per_class: int = 8, val_images: int = 20, 
     samples: list[FakeSample] = []
     data: dict[tuple[str, str], bytes] = {}
 
-    def add(split: str, key: str, label: int, filename: str, quirk: str | None = None) -> None:
-        payload = factory.quirk(quirk) if quirk else factory.jpeg()
+    def add(split: str, key: str, label: int, filename: str, quirk: str | None = None,
+            payload: bytes | None = None) -> None:
+        if payload is None:
+            payload = factory.quirk(quirk) if quirk else factory.jpeg()
         samples.append(FakeSample(split, key, label, filename, table.wnids[label], quirk, quirk == "truncated"))
         data[(split, filename)] = payload
 
@@ -90,7 +94,13 @@ def plan(num_classes: int = 10, train_per_class: int = 8, val_images: int = 20, 
     rest = [int(n) for n in rng.permutation(np.arange(5, NUM_VAL + 1)) if n != CMYK_VAL]
     chosen += rest[: max(0, val_images - len(chosen))]
     for n in chosen:
-        if n in VAL_GT_FIRST:
+        quirk = "cmyk" if (n == CMYK_VAL and quirks) else None
+        payload = None
+        if style == "objects" and quirk is None:
+            # the label follows the photo's subject, so that a pretrained model can get it right
+            payload = factory.jpeg()
+            gt_ids[n - 1] = wnid_to_id[factory.last_wnid]
+        elif n in VAL_GT_FIRST:
             gt_ids[n - 1] = VAL_GT_FIRST[n]
         elif n == CMYK_VAL:
             gt_ids[n - 1] = wnid_to_id[table.wnids[998]]
@@ -98,7 +108,7 @@ def plan(num_classes: int = 10, train_per_class: int = 8, val_images: int = 20, 
             gt_ids[n - 1] = wnid_to_id[table.wnids[labels[int(rng.integers(len(labels)))]]]
         label = table.label(devkit_ids()[gt_ids[n - 1]])
         key = f"ILSVRC2012_val_{n:08d}"
-        add("validation", key, label, f"{key}.JPEG", "cmyk" if (n == CMYK_VAL and quirks) else None)
+        add("validation", key, label, f"{key}.JPEG", quirk, payload)
     return FakeImageNet1k(samples, data, gt_ids, train_counts)
 
 

@@ -5,7 +5,8 @@ Resize(256) + CenterCrop(224), corrupted with a strength growing with the severi
 JPEG quality 85, optimize=True. Defaults: ``gaussian_noise`` and ``shot_noise`` in ``noise.tar``
 (plain tar) and ``defocus_blur`` in ``blur.tar``, which is gzip-compressed under its ``.tar`` name.
 The validation images include val 1..4 with their real classes (labels 65, 970, 230, 809), so
-their ImageNet-ReaL labels are the real ones (val 1 has none).
+their ImageNet-ReaL labels are the real ones (val 1 has none); with ``style="objects"`` every
+image is labelled with its photo's class instead.
 """
 
 from __future__ import annotations
@@ -64,7 +65,11 @@ def make_imagenet_c(root: Path, *, corruptions: tuple[str, ...] = DEFAULT_CORRUP
                       *(int(n) for n in rng.choice(np.arange(5, 50001), max(0, val_images - 4), replace=False))})
     classes = {n: devkit_ids()[VAL_FIRST_IDS[n]] if n in VAL_FIRST_IDS else table[int(rng.integers(1000))]
                for n in numbers}
-    base = {n: _val_224(factory.image()) for n in numbers}
+    base = {}
+    for n in numbers:
+        base[n] = _val_224(factory.image())
+        if style == "objects":  # the label follows the photo's subject (see ImageFactory)
+            classes[n] = factory.last_wnid
     samples: list[FakeSample] = []
     archives: dict[str, list[tuple[str, bytes]]] = {}
     for archive, group in ARCHIVES.items():

@@ -117,18 +117,25 @@ class ImageFactory:
 
     ``style="photo"`` draws synthetic photos at ImageNet-like sizes; ``"small"`` draws tiny ones
     for fast tests; ``"real"`` crops real photographs shipped in scikit-image / scikit-learn
-    (test extras) so that a pretrained model sees real content.
+    (test extras) so that a pretrained model sees real content; ``"objects"`` crops only the
+    photos whose subject is an ImageNet class (``OBJECT_PHOTOS``), keeping most of each side so the
+    subject stays in view, and records that class in ``last_wnid`` for the writer to label with.
     """
 
     def __init__(self, seed: int = 0, style: str = "photo", quality: int = 93) -> None:
+        if style not in STYLES:
+            raise ValueError(f"unknown image style {style!r}; choose from {STYLES}")
         self.rng = np.random.default_rng(seed)
         self.style = style
         self.quality = quality
-        self._real = _real_photos() if style == "real" else None
+        self._real = _real_photos(objects_only=style == "objects") if style in ("real", "objects") else None
+        self.last_wnid: str | None = None  # "objects": the ImageNet class of the last image drawn
 
     def image(self) -> Image.Image:
         if self._real is not None:
-            return _real_crop(self.rng, self._real[int(self.rng.integers(len(self._real)))])
+            name, photo = self._real[int(self.rng.integers(len(self._real)))]
+            self.last_wnid = OBJECT_PHOTOS.get(name)
+            return _real_crop(self.rng, photo, low=0.6 if self.style == "objects" else 0.3)
         shapes = SMALL_SHAPES if self.style == "small" else IMAGENET_SHAPES
         w, h = shapes[int(self.rng.integers(len(shapes)))]
         return synth_photo(self.rng, w, h)
