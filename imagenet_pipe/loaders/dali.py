@@ -16,6 +16,8 @@ from __future__ import annotations
 
 import io
 import math
+import os
+import weakref
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -30,7 +32,33 @@ from .shardset import DistInfo, ShardSet, dist_info
 # that a rare huge image does not trigger re-allocation or NVJPEG_STATUS_ALLOCATOR_FAILURE
 GPU_DECODER_OPTIONS = {"device_memory_padding": 211_025_920, "host_memory_padding": 140_544_512,
                        "preallocate_width_hint": 5980, "preallocate_height_hint": 6430}
-_TORCH_DTYPES = {"float16": torch.float16, "bfloat16": torch.float32, "float32": torch.float32, "uint8": torch.uint8}
+_FINAL_DTYPES = {"float16": torch.float16, "bfloat16": torch.bfloat16, "float32": torch.float32, "uint8": torch.uint8}
+
+
+def pipeline_dtype(dtype: str, gpu: bool) -> str:
+    """What the pipeline itself produces for the configured ``dtype``. On CPU, DALI's normalize
+    to float16 costs 3x its normalize to float32 (0.48 vs 0.16 ms per 224 px image; BENCHMARKS.md,
+    ops), so the CPU pipeline yields float32 and torch casts with vector code while copying out.
+    DALI has no bfloat16: float32, cast by torch."""
+    if dtype == "bfloat16" or (dtype == "float16" and not gpu):
+        return "float32"
+    return dtype
+
+
+# A forked child (a DataLoader worker, say) inherits the parent's DALI pipelines but not their
+# threads. If the child's garbage collector destroys one (a loader caught in a reference cycle,
+# e.g. through an exception's traceback), the destructor joins threads that do not exist there and
+# the child crashes. So a child keeps every inherited pipeline alive; it exits without freeing them.
+_LIVE_PIPELINES: weakref.WeakSet = weakref.WeakSet()
+_INHERITED: list = []
+
+
+def _keep_inherited_pipelines() -> None:
+    _INHERITED.extend(_LIVE_PIPELINES)
+
+
+if hasattr(os, "register_at_fork"):
+    os.register_at_fork(after_in_child=_keep_inherited_pipelines)
 
 
 def resolve_device(cfg: LoaderConfig, local_rank: int) -> int | None:
@@ -53,7 +81,8 @@ def _placeholder_jpeg() -> np.ndarray:
 
 def build_pipeline(shards: ShardSet, cfg: LoaderConfig, rank: int = 0, world: int = 1,
                    device_id: int | None = None):
-    """The DALI pipeline; identical graph on GPU and CPU except for the operators' device."""
+    """The DALI pipeline; identical graph on GPU and CPU except for the operators' device, the
+    float16 cast (by torch on CPU) and, on CPU, eval decoding of the crop window only."""
     from nvidia.dali import fn, pipeline_def, types
 
     train = cfg.mode == "train"
@@ -62,8 +91,7 @@ def build_pipeline(shards: ShardSet, cfg: LoaderConfig, rank: int = 0, world: in
     decoder_options = {"hw_decoder_load": cfg.hw_decoder_load, **GPU_DECODER_OPTIONS} if gpu else {}
     interp = {"bilinear": types.INTERP_LINEAR, "bicubic": types.INTERP_CUBIC,
               "lanczos": types.INTERP_LANCZOS3}[cfg.interpolation]
-    out_dtype = {"float16": types.FLOAT16, "bfloat16": types.FLOAT, "float32": types.FLOAT,
-                 "uint8": types.UINT8}[cfg.dtype]
+    out_dtype = {"float16": types.FLOAT16, "float32": types.FLOAT, "uint8": types.UINT8}[pipeline_dtype(cfg.dtype, gpu)]
     normalize = cfg.dtype != "uint8"
     mean = [m * 255 for m in cfg.mean] if normalize else [0.0]
     std = [s * 255 for s in cfg.std] if normalize else [1.0]
@@ -96,17 +124,15 @@ def build_pipeline(shards: ShardSet, cfg: LoaderConfig, rank: int = 0, world: in
                                               mirror=mirror)
         else:
             shape = fn.peek_image_shape(data, adjust_orientation=False)
-            images = fn.decoders.image(data, device=decode_device, output_type=types.RGB, adjust_orientation=False,
-                                       jpeg_fancy_upsampling=True, **decoder_options)  # as libjpeg/Pillow do
-            out_h, out_w, pos_y, pos_x = _eval_geometry(shape, cfg.resize_shorter, cfg.size)
-            if cfg.pil_parity:
-                # Pillow resizes horizontally first and rounds to uint8 between the passes; doing
-                # the same brings DALI within rounding of Pillow (BENCHMARKS.md, parity)
-                in_h = fn.cast(shape[0], dtype=types.FLOAT)
-                images = fn.resize(images, resize_x=out_w, resize_y=in_h, interp_type=interp, antialias=True)
-            images = fn.resize(images, resize_x=out_w, resize_y=out_h, interp_type=interp, antialias=True)
-            images = fn.crop_mirror_normalize(images, dtype=out_dtype, output_layout=layout, mean=mean, std=std,
-                                              crop=(cfg.size, cfg.size), crop_pos_x=pos_x, crop_pos_y=pos_y)
+            if gpu:
+                images = fn.decoders.image(data, device=decode_device, output_type=types.RGB,
+                                           adjust_orientation=False, jpeg_fancy_upsampling=True,  # as libjpeg/Pillow
+                                           **decoder_options)
+                window = None
+            else:  # CPU: decode only the part of the image the crop reads (not tried with nvJPEG's HW decoder)
+                images, window = eval_decode_window(data, shape, cfg)
+            images = eval_resize_crop(images, shape, cfg, interp, window)
+            images = fn.crop_mirror_normalize(images, dtype=out_dtype, output_layout=layout, mean=mean, std=std)
         labels = fn.pad(cls, fill_value=0, shape=[LABEL_BYTES], axes=[0])
         if gpu:
             labels = labels.gpu()  # parsed to int64 on the GPU, beside the images
@@ -129,10 +155,11 @@ def _well_formed(jpegs, cls):
             & (cls.shape(dtype=types.INT32)[0] > 0))
 
 
-def _eval_geometry(shape, shorter: int, crop: int):
-    """torchvision's Resize(shorter) + CenterCrop(crop) arithmetic, per sample: the long side is
-    ``int(shorter * long / short)`` and the crop offset ``int(round((extent - crop) / 2))`` with
-    Python's round-half-to-even, so the pixels match the PIL reference exactly in geometry."""
+def _eval_box(shape, shorter: int, crop: int):
+    """torchvision's Resize(shorter) + CenterCrop(crop) arithmetic, per sample, in float64 pixels:
+    (h, w, out_h, out_w, top, left). The long side is ``int(shorter * long / short)`` and the crop
+    offset ``int(round((extent - crop) / 2))`` with Python's round-half-to-even, so the pixels
+    match the PIL reference exactly in geometry."""
     import nvidia.dali.math as dmath
     from nvidia.dali import fn, types
 
@@ -143,14 +170,87 @@ def _eval_geometry(shape, shorter: int, crop: int):
     out_w = w_is_short * s + (1.0 - w_is_short) * dmath.floor(s * w / h)
     out_h = w_is_short * dmath.floor(s * h / w) + (1.0 - w_is_short) * s
 
-    def center(extent):
+    def anchor(extent):
         d = extent - float(crop)
         low = dmath.floor(d / 2.0)
         odd = d - 2.0 * low
-        anchor = low + odd * (low - 2.0 * dmath.floor(low / 2.0))  # .5 rounds to the even neighbour
-        return fn.cast(anchor / dmath.max(d, 1.0), dtype=types.FLOAT)
+        return low + odd * (low - 2.0 * dmath.floor(low / 2.0))  # .5 rounds to the even neighbour
 
-    return fn.cast(out_h, dtype=types.FLOAT), fn.cast(out_w, dtype=types.FLOAT), center(out_h), center(out_w)
+    return h, w, out_h, out_w, anchor(out_h), anchor(out_w)
+
+
+def _eval_geometry(shape, shorter: int, crop: int):
+    """(out_h, out_w, crop_pos_y, crop_pos_x) as float32, crop positions relative (for fn.crop)."""
+    import nvidia.dali.math as dmath
+    from nvidia.dali import fn, types
+
+    _, _, out_h, out_w, top, left = _eval_box(shape, shorter, crop)
+
+    def rel(anchor, extent):
+        return fn.cast(anchor / dmath.max(extent - float(crop), 1.0), dtype=types.FLOAT)
+
+    return (fn.cast(out_h, dtype=types.FLOAT), fn.cast(out_w, dtype=types.FLOAT), rel(top, out_h),
+            rel(left, out_w))
+
+
+_FILTER_RADIUS = {"bilinear": 1, "bicubic": 2, "lanczos": 3}  # source pixels at scale 1
+
+
+def eval_decode_window(data, shape, cfg: LoaderConfig):
+    """CPU: decode only the source window the center crop reads, widened by the resampling filter's
+    reach and a margin (chroma upsampling differs near a cut edge), so the kept pixels equal those of
+    a whole decode. The decode itself costs about the same, but the resizes then read a smaller
+    image (eval-224 on CPU: 4.11 -> 3.72 ms per image with pil_parity, 2.20 -> 2.13 without;
+    BENCHMARKS.md). Returns the decoded part and its (top, left, height) in the image."""
+    import nvidia.dali.math as dmath
+    from nvidia.dali import fn, types
+
+    h, w, out_h, out_w, top, left = _eval_box(shape, cfg.resize_shorter, cfg.size)
+    size = float(cfg.size)
+    sy, sx = h / out_h, w / out_w
+    reach = dmath.ceil(_FILTER_RADIUS[cfg.interpolation] * dmath.max(dmath.max(sx, sy), 1.0)) + 4.0
+    ys = dmath.max(dmath.floor(top * sy) - reach, 0.0)
+    ye = dmath.min(dmath.ceil((top + size) * sy) + reach, h)
+    xs = dmath.max(dmath.floor(left * sx) - reach, 0.0)
+    xe = dmath.min(dmath.ceil((left + size) * sx) + reach, w)
+
+    def i32(*values):
+        return fn.stack(*(fn.cast(v, dtype=types.INT32) for v in values))
+
+    images = fn.decoders.image_slice(data, device="cpu", output_type=types.RGB, adjust_orientation=False,
+                                     jpeg_fancy_upsampling=True, start=i32(ys, xs), end=i32(ye, xe), axis_names="HW")
+    return images, (ys, xs, ye - ys)
+
+
+def eval_resize_crop(images, shape, cfg: LoaderConfig, interp, window=None):
+    """Resize the shorter side to ``cfg.resize_shorter`` and center-crop ``cfg.size``, resampling
+    only the pixels that are kept: each resize gets the crop window as a region of interest in
+    source coordinates, which DALI maps with the same scale and sample positions as the full resize
+    (the filter still reads pixels outside the window), so the result equals resize-then-crop
+    while the resampling work shrinks (CPU, 500x375 -> 224: 1.66 -> 0.87 ms one pass; BENCHMARKS.md).
+    ``window``: (top, left, height) of the decoded part, when only a part of the image was decoded.
+
+    ``pil_parity``: Pillow resizes horizontally first and rounds to uint8 between the passes;
+    doing the same (two resizes, rows kept whole in the first) brings DALI within rounding of it."""
+    from nvidia.dali import fn, types
+
+    h, w, out_h, out_w, top, left = _eval_box(shape, cfg.resize_shorter, cfg.size)
+    size = float(cfg.size)
+    sy, sx = h / out_h, w / out_w  # source pixels per output pixel
+    zero = h * 0.0
+    oy, ox, hh = window if window is not None else (zero, zero, h)
+
+    def f32(*values):
+        return fn.stack(*(fn.cast(v, dtype=types.FLOAT) for v in values))
+
+    y0, y1, x0, x1 = top * sy - oy, (top + size) * sy - oy, left * sx - ox, (left + size) * sx - ox
+    opts = {"interp_type": interp, "antialias": True}
+    if cfg.pil_parity:
+        images = fn.resize(images, resize_x=size, resize_y=fn.cast(hh, dtype=types.FLOAT), roi_start=f32(zero, x0),
+                           roi_end=f32(hh, x1), **opts)
+        return fn.resize(images, resize_x=size, resize_y=size, roi_start=f32(y0, zero), roi_end=f32(y1, zero + size),
+                         **opts)
+    return fn.resize(images, resize_x=size, resize_y=size, roi_start=f32(y0, x0), roi_end=f32(y1, x1), **opts)
 
 
 class DaliLoader:
@@ -186,6 +286,7 @@ class DaliLoader:
         self._last_keys: list[str] = []
         self._broken: Exception | None = None
         self.pipe = build_pipeline(shards, cfg, rank, world, self.device_id)
+        _LIVE_PIPELINES.add(self.pipe)
         self.pipe.build()
 
     def __len__(self) -> int:
@@ -231,8 +332,8 @@ class DaliLoader:
         rows = np.arange(keep)
         if not ok.all():
             rows = self._handle_bad(rows, ok, sources, keys)
-        images = _to_torch(images_tl, self.device, _TORCH_DTYPES[self.cfg.dtype])[: keep]
-        labels = parse_labels(_to_torch(labels_tl, self.device, torch.uint8)[:keep])
+        images = _to_torch(images_tl, self.device, _FINAL_DTYPES[self.cfg.dtype], keep)
+        labels = parse_labels(_to_torch(labels_tl, self.device, torch.uint8, keep))
         if len(rows) != keep:
             index = torch.as_tensor(rows, device=self.device)
             images, labels = images[index], labels[index]
@@ -302,15 +403,21 @@ def _decodes(data: bytes) -> bool:
         return False
 
 
-def _to_torch(tensor_list, device: torch.device, dtype: torch.dtype) -> torch.Tensor:
-    """Copy a dense DALI batch into a new torch tensor on ``device`` (DALI reuses its buffers)."""
+def _to_torch(tensor_list, device: torch.device, dtype: torch.dtype, rows: int | None = None) -> torch.Tensor:
+    """The first ``rows`` samples of a dense DALI batch as a new torch tensor of ``dtype`` on
+    ``device`` (a copy: DALI reuses its buffers). Host batches: one pass from a zero-copy view of
+    DALI's buffer, casting on the way (float32 -> float16 / bfloat16 on CPU pipelines). GPU: the
+    pipeline already produced ``dtype`` (float32 for bfloat16, cast later); copied on the current stream."""
     from nvidia.dali.backend import TensorGPU
-    from nvidia.dali.plugin.pytorch import feed_ndarray
 
     dense = tensor_list.as_tensor()
-    if device.type == "cuda" and not isinstance(dense, TensorGPU):  # no direct host -> device memcpy here
-        return feed_ndarray(dense, torch.empty(dense.shape(), dtype=dtype)).to(device, non_blocking=True)
-    out = torch.empty(dense.shape(), dtype=dtype, device=device)
-    stream = torch.cuda.current_stream(device) if device.type == "cuda" else None
-    feed_ndarray(dense, out, cuda_stream=stream)
-    return out
+    if not isinstance(dense, TensorGPU):
+        host = torch.from_numpy(np.asarray(dense))[:rows].to(dtype, copy=True)
+        # no direct host -> device memcpy into torch memory here
+        return host if device.type == "cpu" else host.to(device, non_blocking=True)
+    from nvidia.dali.plugin.pytorch import feed_ndarray
+
+    produced = torch.float32 if dtype == torch.bfloat16 else dtype
+    out = torch.empty(dense.shape(), dtype=produced, device=device)
+    feed_ndarray(dense, out, cuda_stream=torch.cuda.current_stream(device))
+    return out[:rows]

@@ -1,0 +1,104 @@
+"""``imagenet-pipe bench``: argparse door onto :func:`imagenet_pipe.bench.run_bench`."""
+
+from __future__ import annotations
+
+import argparse
+import shlex
+import sys
+from pathlib import Path
+
+from .run import DEFAULT_STAGES, PARITY, STAGES
+
+
+def _csv(text: str) -> list[str]:
+    return [t.strip() for t in text.split(",") if t.strip()]
+
+
+def _ints(text: str) -> list[int]:
+    return [int(t) for t in _csv(text)]
+
+
+def _floats(text: str) -> list[float]:
+    return [float(t) for t in _csv(text)]
+
+
+def _tune_space(args: argparse.Namespace) -> dict[str, list]:
+    given = {"num_threads": args.tune_threads, "batch_size": args.tune_batch_sizes, "prefetch": args.tune_prefetch,
+             "hw_decoder_load": args.tune_hw_loads}
+    return {k: v for k, v in given.items() if v is not None}
+
+
+def cmd_bench(args: argparse.Namespace) -> int:
+    from .run import resolve_presets, run_bench
+
+    stages = [s for s in (args.stages or list(DEFAULT_STAGES)) if s not in (args.skip or [])]
+    log = (lambda _m: None) if args.quiet else (lambda m: print(m, file=sys.stderr, flush=True))
+    result = run_bench(
+        args.shards, presets=resolve_presets(args.preset, args.mode, args.size), split=args.split,
+        device=args.device, cores=args.cores, batch_size=args.batch_size, threads=args.threads,
+        workers=args.workers, prefetch=args.prefetch, hw_decoder_load=args.hw_decoder_load, repeats=args.repeats,
+        warmup=args.warmup, batches=args.batches, stages_wanted=stages, parity=args.parity, model=args.model,
+        model_step=None if args.model_step == "none" else args.model_step, model_backends=args.model_backends,
+        ttfb_shards=args.ttfb_shards, ttfb_per_shard=args.ttfb_per_shard, ttfb_repeats=args.ttfb_repeats,
+        ttfb_tiny_images=args.ttfb_tiny_images,
+        tune=args.tune, tune_repeats=args.tune_repeats, tune_space=_tune_space(args), tune_out=args.tune_out,
+        out_dir=args.out,
+        plot=not args.no_plot, log=log, command=" ".join(shlex.quote(a) for a in ["imagenet-pipe", *sys.argv[1:]]))
+    return 0 if result["presets"] else 1
+
+
+def add_bench_parser(subparsers) -> argparse.ArgumentParser:
+    """Register ``bench`` on the ``imagenet-pipe`` command line."""
+    b = subparsers.add_parser(
+        "bench", help="profile the loaders stage by stage: DALI vs baseline at equal cores, auto-tune",
+        description="Measure raw read, decode-only ceiling, decode + crop/resize, the full DALI and baseline "
+                    "loaders (and, with --model-step, a model fed by them) on one shard folder; time to first "
+                    "batch with and without .idx; optionally auto-tune a YAML preset. Writes a table to stdout, "
+                    "bench.json and bench.png to --out.")
+    b.add_argument("shards", type=Path, help="a folder written by `imagenet-pipe convert`")
+    b.add_argument("--split", default="train", help="split to read (default train; eval presets may read it too)")
+    b.add_argument("--mode", type=_csv, help="train, eval or train,eval (default train,eval)")
+    b.add_argument("--size", type=_ints, help="224, 384 or 224,384 (default 224)")
+    b.add_argument("--preset", type=_csv, help="presets or YAML paths instead of --mode x --size, e.g. "
+                   "train-224,eval-224,eval-384")
+    b.add_argument("--device", choices=("auto", "cpu", "gpu"), default="auto")
+    b.add_argument("--cores", type=int, help="CPUs both loaders may use (pinned; default: all available)")
+    b.add_argument("--threads", type=int, help="DALI threads (default: the preset's, else --cores)")
+    b.add_argument("--workers", type=int, help="baseline DataLoader workers (default: the preset's, else the DALI "
+                   "threads)")
+    b.add_argument("--batch-size", type=int, help="default: the preset's")
+    b.add_argument("--prefetch", type=int, help="batches prepared ahead (default: the preset's)")
+    b.add_argument("--hw-decoder-load", type=float, help="GPU: share of JPEGs for the hardware decoder")
+    b.add_argument("--repeats", type=int, default=3, help="timed repeats per stage (median and spread)")
+    b.add_argument("--warmup", type=int, default=3, help="untimed batches before each timed window")
+    b.add_argument("--batches", type=int, default=20, help="timed batches per repeat (at most a pass)")
+    b.add_argument("--stages", type=_csv, help=f"subset of {','.join(STAGES)} (default {','.join(DEFAULT_STAGES)}; "
+                   "model and tune are added by --model-step and --tune; ops: CPU cost of each DALI operator)")
+    b.add_argument("--skip", type=_csv, help="stages to leave out")
+    b.add_argument("--parity", choices=PARITY, default="both",
+                   help="eval presets: DALI loader with pil_parity on, off, or both (default)")
+    b.add_argument("--model-step", choices=("none", "fwd", "fwdbwd", "auto"), default="none",
+                   help="also feed a model: forward, forward+backward+SGD step, or auto (fwdbwd for train "
+                        "presets, fwd for eval)")
+    b.add_argument("--model", default="tiny", help="tiny (built in), a torchvision name (resnet50) or timm:<name>")
+    b.add_argument("--model-backends", type=_csv, default=["dali"], help="loaders to feed the model (dali,baseline)")
+    b.add_argument("--ttfb-shards", type=int, default=1024, help="shards for the time-to-first-batch stage (0: skip)")
+    b.add_argument("--ttfb-per-shard", type=int, default=4, help="samples per time-to-first-batch shard")
+    b.add_argument("--ttfb-repeats", type=int, default=3)
+    b.add_argument("--ttfb-tiny-images", action="store_true", help="fill the first-batch shards with 16x16 JPEGs, "
+                   "so that many samples per shard (real shards hold about 1,250) take little disk")
+    b.add_argument("--tune", action="store_true", help="sweep DALI threads, batch size, prefetch (and the HW decoder "
+                   "share on GPU); write the best as a YAML preset")
+    b.add_argument("--tune-repeats", type=int, default=2, help="timed passes per tuning trial (the winner is then "
+                   "confirmed against the starting settings, 3 times each)")
+    b.add_argument("--tune-threads", type=_ints, help="DALI thread counts to try (default: around --cores)")
+    b.add_argument("--tune-batch-sizes", type=_ints, help="batch sizes to try")
+    b.add_argument("--tune-prefetch", type=_ints, help="prefetch depths to try (default 1,2,3,4)")
+    b.add_argument("--tune-hw-loads", type=_floats, help="GPU: hardware decoder shares to try")
+    b.add_argument("--tune-out", help="tuned preset path (default <out>/tuned-<preset>-<device>.yaml; "
+                   "may contain {preset} and {device})")
+    b.add_argument("--out", default="bench-out", help="folder for bench.json, bench.png and tuned presets")
+    b.add_argument("--no-plot", action="store_true")
+    b.add_argument("--quiet", action="store_true", help="no progress on stderr")
+    b.set_defaults(func=cmd_bench)
+    return b

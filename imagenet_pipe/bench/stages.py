@@ -1,0 +1,261 @@
+"""The measured stages, each on the same shards and the same cores:
+
+* ``read_files``: plain sequential reads of the shard files (MB/s, samples/s);
+* ``read_dali``: DALI's webdataset reader alone (samples/s, MB/s of JPEG payload);
+* ``decode``: reader + JPEG decoder, nothing else: the decode-only ceiling of this machine;
+* ``decode_resize``: reader + decoder + the preset's crop/resize geometry (no normalisation);
+* ``loader_dali`` / ``loader_baseline``: the full loaders to device tensors (``build_loader``'s
+  two backends), also ``loader_dali_no_parity`` for eval presets (``pil_parity`` off);
+* ``model``: a loader feeding a model step, against the model alone on one resident batch.
+
+DALI stage pipelines use the loader's own reader settings, decoder options and thread count, so
+that the stages differ from the loader only by what they leave out.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass, replace
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from ..loaders.config import LoaderConfig
+from ..loaders.shardset import DistInfo, ShardSet
+from ..shards import idx_name, read_idx
+from .timing import summary, synchronizer, time_epochs, time_stream
+
+SINGLE = DistInfo(0, 1, 0)  # the benchmark is one process
+
+
+@dataclass
+class StageContext:
+    shards: ShardSet
+    cfg: LoaderConfig  # the DALI loader's resolved config (device, threads, batch size, prefetch set)
+    device_id: int | None  # CUDA device for "mixed" decoding, None for DALI's CPU operators
+    warmup: int = 3  # untimed batches at the start of each window / pass
+    batches: int = 20  # timed batches per repeat (at most what a pass holds)
+    repeats: int = 3
+
+    @property
+    def cuda(self) -> bool:
+        return self.device_id is not None
+
+    @property
+    def sync(self):
+        return synchronizer(self.cuda)
+
+
+def jpeg_bytes_per_sample(shards: ShardSet, limit: int = 64) -> float:
+    """Mean JPEG payload per sample, from the ``.idx`` files (or the tars) of up to ``limit`` shards."""
+    from ..shards import index_tar
+
+    sizes: list[int] = []
+    for path in shards.paths[:limit]:
+        idx = Path(path).with_name(idx_name(Path(path).name))
+        samples = read_idx(idx) if idx.exists() else index_tar(Path(path))
+        sizes += [c.size for s in samples for c in s if c.ext == "jpg"]
+    return sum(sizes) / max(1, len(sizes))
+
+
+# --- raw reads -------------------------------------------------------------------------------
+
+def read_files(ctx: StageContext, max_bytes: int = 512 << 20) -> dict[str, Any]:
+    """Sequential whole-file reads of the split's shards (up to ``max_bytes`` per pass), 8 MiB at a time."""
+    paths, total = [], 0
+    for path, n in zip(ctx.shards.paths, ctx.shards.lengths, strict=True):
+        size = Path(path).stat().st_size
+        paths.append((path, n))
+        total += size
+        if total >= max_bytes:
+            break
+
+    def one_pass() -> tuple[float, int, int]:
+        start, nbytes, samples = time.perf_counter(), 0, 0
+        for path, n in paths:
+            with open(path, "rb", buffering=0) as f:
+                while chunk := f.read(8 << 20):
+                    nbytes += len(chunk)
+            samples += n
+        return time.perf_counter() - start, nbytes, samples
+
+    one_pass()  # warm-up; afterwards the files are served from the page cache if they fit in memory
+    passes = [one_pass() for _ in range(ctx.repeats)]
+    return {"img_s": summary([s / t for t, _, s in passes]),
+            "mb_s": summary([b / t / 1e6 for t, b, _ in passes], "MB/s"),
+            "files": len(paths), "bytes_per_pass": passes[0][1]}
+
+
+def _reader(fn, ctx: StageContext):
+    cfg, train = ctx.cfg, ctx.cfg.mode == "train"
+    return fn.readers.webdataset(
+        paths=ctx.shards.paths, index_paths=ctx.shards.index_paths, ext=["jpg", "cls"],
+        missing_component_behavior="empty", name="Reader", random_shuffle=train, initial_fill=cfg.shuffle_buffer,
+        shuffle_after_epoch=train, stick_to_shard=not train)
+
+
+def _pipeline(ctx: StageContext, graph):
+    from nvidia.dali import pipeline_def
+
+    cfg = ctx.cfg
+
+    @pipeline_def(batch_size=cfg.batch_size, num_threads=cfg.threads, device_id=ctx.device_id, seed=cfg.seed,
+                  prefetch_queue_depth=cfg.prefetch)
+    def pipe():
+        from nvidia.dali import fn
+
+        jpegs, _ = _reader(fn, ctx)
+        return graph(jpegs)
+
+    p = pipe()
+    p.build()
+    return p
+
+
+def _run_pipeline(ctx: StageContext, graph) -> list[float]:
+    pipe = _pipeline(ctx, graph)  # freed (threads and buffers) when this function returns
+    bs = ctx.cfg.batch_size
+
+    def step() -> int:
+        pipe.run()
+        return bs
+
+    return time_stream(step, warmup=ctx.warmup, batches=ctx.batches, repeats=ctx.repeats, sync=ctx.sync)
+
+
+def read_dali(ctx: StageContext) -> dict[str, Any]:
+    rates = _run_pipeline(ctx, lambda jpegs: jpegs)
+    per = jpeg_bytes_per_sample(ctx.shards)
+    return {"img_s": summary(rates), "mb_s": summary([r * per / 1e6 for r in rates], "MB/s"),
+            "jpeg_bytes_per_sample": round(per)}
+
+
+def _decoder_args(ctx: StageContext) -> dict[str, Any]:
+    from ..loaders.dali import GPU_DECODER_OPTIONS
+
+    if ctx.cuda:
+        return {"device": "mixed", "hw_decoder_load": ctx.cfg.hw_decoder_load, **GPU_DECODER_OPTIONS}
+    return {"device": "cpu"}
+
+
+def decode(ctx: StageContext, **decoder: Any) -> dict[str, Any]:
+    """Whole-image decoding and nothing after it (``decoder``: extra decoder arguments)."""
+    from nvidia.dali import fn, types
+
+    args = {**_decoder_args(ctx), **decoder}
+    rates = _run_pipeline(ctx, lambda jpegs: fn.decoders.image(jpegs, output_type=types.RGB,
+                                                               adjust_orientation=False, **args))
+    return {"img_s": summary(rates), "decoder": {k: v for k, v in args.items() if not k.endswith(("_hint",
+                                                                                                    "_padding"))}}
+
+
+def decode_resize(ctx: StageContext) -> dict[str, Any]:
+    """The preset's geometry without normalisation, built from the loader's own pieces: train =
+    ROI random-crop decode + resize; eval = decode (on CPU, of the crop window only) + resize of the
+    shorter side and center crop (two passes with ``pil_parity``)."""
+    from nvidia.dali import fn, types
+
+    from ..loaders.dali import eval_decode_window, eval_resize_crop
+
+    cfg, args = ctx.cfg, _decoder_args(ctx)
+    interp = {"bilinear": types.INTERP_LINEAR, "bicubic": types.INTERP_CUBIC,
+              "lanczos": types.INTERP_LANCZOS3}[cfg.interpolation]
+
+    def graph(jpegs):
+        if cfg.mode == "train":
+            images = fn.decoders.image_random_crop(jpegs, output_type=types.RGB, random_area=list(cfg.scale),
+                                                   random_aspect_ratio=list(cfg.ratio), num_attempts=10,
+                                                   adjust_orientation=False, **args)
+            return fn.resize(images, resize_x=cfg.size, resize_y=cfg.size, interp_type=interp, antialias=True)
+        shape = fn.peek_image_shape(jpegs, adjust_orientation=False)
+        if ctx.cuda:
+            images = fn.decoders.image(jpegs, output_type=types.RGB, adjust_orientation=False,
+                                       jpeg_fancy_upsampling=True, **args)
+            window = None
+        else:
+            images, window = eval_decode_window(jpegs, shape, cfg)
+        return eval_resize_crop(images, shape, cfg, interp, window)
+
+    return {"img_s": summary(_run_pipeline(ctx, graph)), "pil_parity": cfg.pil_parity if cfg.mode == "eval" else None}
+
+
+# --- loaders ----------------------------------------------------------------------------------
+
+def make_loader(ctx: StageContext, backend: str, **overrides: Any):
+    cfg = replace(ctx.cfg, **overrides)
+    if backend == "dali":
+        from ..loaders.dali import DaliLoader
+
+        return DaliLoader(ctx.shards, cfg, SINGLE)
+    from ..loaders.baseline import BaselineLoader
+
+    return BaselineLoader(ctx.shards, cfg, SINGLE)
+
+
+def loader(ctx: StageContext, backend: str, **overrides: Any) -> dict[str, Any]:
+    """The whole loader, to device tensors: ``repeats`` passes, the first ``warmup`` batches of each
+    untimed (DataLoader worker start-up, DALI shuffle-buffer fill)."""
+    start = time.perf_counter()
+    ldr = make_loader(ctx, backend, **overrides)
+    built = time.perf_counter() - start
+    try:
+        steps = len(ldr)
+        batches = max(1, min(ctx.batches, steps - ctx.warmup))
+        warmup = min(ctx.warmup, max(0, steps - 1))
+        rates = time_epochs(lambda: (b.images.shape[0] for b in ldr), warmup=warmup, batches=batches,
+                            repeats=ctx.repeats, sync=ctx.sync)
+    finally:
+        ldr.close()
+    cfg = replace(ctx.cfg, **overrides)
+    threads = cfg.threads if backend == "dali" else (cfg.num_workers if cfg.num_workers is not None else cfg.threads)
+    return {"img_s": summary(rates), "backend": backend, "build_s": round(built, 3), "timed_batches": batches,
+            "batch_size": cfg.batch_size, "threads_or_workers": threads, "prefetch": cfg.prefetch,
+            **({"pil_parity": cfg.pil_parity} if cfg.mode == "eval" else {})}
+
+
+def loader_rate(ctx: StageContext, **overrides: Any) -> float:
+    """Median DALI loader rate with some config changed (auto-tune trials)."""
+    return float(loader(ctx, "dali", **overrides)["img_s"]["median"] or 0.0)
+
+
+# --- model step -------------------------------------------------------------------------------
+
+def model_step(ctx: StageContext, backend: str, model: str = "tiny", kind: str = "fwdbwd") -> dict[str, Any]:
+    """Loader + model step vs the model alone on one resident batch: ``keeps_up`` when the loader
+    costs the step less than 5 % (on a CPU-only machine both share the same cores)."""
+    from .models import ModelStep
+
+    device = torch.device("cuda", ctx.device_id) if ctx.cuda else torch.device("cpu")
+    step = ModelStep(model, kind, device)
+    ldr = make_loader(ctx, backend)
+    try:
+        it = iter(ldr)
+        first = next(it)
+        it.close()  # ends the pass now (DataLoader workers stop; DALI eval skips the rest on the next pass)
+        images, labels = first.images.to(device), first.labels.to(device)
+        bs = images.shape[0]
+
+        def alone() -> int:
+            step(images, labels)
+            return bs
+
+        # model alone: the batch stays on the device, as if the loader cost nothing
+        alone_rates = time_stream(alone, warmup=ctx.warmup, batches=max(2, ctx.batches // 2), repeats=ctx.repeats,
+                                  sync=ctx.sync)
+
+        def fed():
+            for b in ldr:
+                step(b.images, b.labels)
+                yield b.images.shape[0]
+
+        steps = len(ldr)
+        fed_rates = time_epochs(fed, warmup=min(ctx.warmup, max(0, steps - 1)),
+                                batches=max(1, min(ctx.batches, steps - ctx.warmup)), repeats=ctx.repeats,
+                                sync=ctx.sync)
+    finally:
+        ldr.close()
+    alone_s, fed_s = summary(alone_rates), summary(fed_rates)
+    ratio = (fed_s["median"] / alone_s["median"]) if alone_s["median"] and fed_s["median"] else None
+    return {"model": model, "step": kind, "backend": backend, "model_alone_img_s": alone_s, "fed_img_s": fed_s,
+            "fed_over_alone": ratio, "keeps_up": bool(ratio is not None and ratio >= 0.95)}
