@@ -150,7 +150,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 # subcommands that live beside the code they drive; each module adds its own parser
-LOADER_COMMANDS = [("imagenet_pipe.bench.cli", "add_bench_parser"), ("imagenet_pipe.evaluate", "add_eval_parser")]
+LOADER_COMMANDS = [("imagenet_pipe.bench.cli", "add_bench_parser"), ("imagenet_pipe.eval_cli", "add_eval_parser")]
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -36,8 +36,8 @@ from typing import Any
 import torch
 from torch import nn
 
-SPEC_HELP = ("timm:<name>, tv:<name> (torchvision), a TorchScript or torch.save(model) file, "
-             "or package.module:callable returning an nn.Module")
+from .eval_cli import SPEC_HELP
+
 LOADER_INTERPOLATIONS = ("bilinear", "bicubic", "lanczos")
 PRETRAINED_CFG_FILE = "pretrained_cfg.json"  # TorchScript extra file with a timm-style config
 

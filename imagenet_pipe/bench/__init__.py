@@ -9,6 +9,16 @@ preset, and a machine record with every result (JSON, table, PNG).
 
 from __future__ import annotations
 
-from .run import DEFAULT_STAGES, STAGES, resolve_presets, run_bench
+from .options import DEFAULT_STAGES, STAGES
+
+
+def __getattr__(name: str):
+    # the runner imports torch and DALI: load it only when used, not for `imagenet-pipe --help`
+    if name in ("run_bench", "resolve_presets"):
+        from . import run
+
+        return getattr(run, name)
+    raise AttributeError(f"module 'imagenet_pipe.bench' has no attribute {name!r}")
+
 
 __all__ = ["DEFAULT_STAGES", "STAGES", "resolve_presets", "run_bench"]

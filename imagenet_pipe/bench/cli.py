@@ -7,7 +7,7 @@ import shlex
 import sys
 from pathlib import Path
 
-from .run import DEFAULT_STAGES, PARITY, STAGES
+from .options import DEFAULT_STAGES, PARITY, STAGES
 
 
 def _csv(text: str) -> list[str]:

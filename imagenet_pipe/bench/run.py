@@ -17,12 +17,9 @@ from ..loaders.config import resolve_config
 from ..loaders.shardset import ShardSet
 from . import report, stages
 from .machine import available_cpus, load_average, machine_record
+from .options import DEFAULT_STAGES, PARITY, STAGES
 from .stages import StageContext
 from .timing import summary, time_epochs
-
-STAGES = ("read", "decode", "resize", "loader", "baseline", "model", "ttfb", "tune", "ops")
-DEFAULT_STAGES = ("read", "decode", "resize", "loader", "baseline", "ttfb")
-PARITY = ("both", "on", "off")
 
 
 def resolve_presets(presets: Sequence[str] | None, modes: Sequence[str] | None, sizes: Sequence[int] | None
