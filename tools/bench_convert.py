@@ -11,7 +11,8 @@ distinct bytes reused under new names so that building is fast), warms the page 
 * ``imagenet-pipe convert`` with 1 and all workers, ``--check decode`` (default) and ``--check header``,
   each at N and 2N images to show that memory does not grow with the dataset.
 
-Peak memory is the largest sum of RSS over the converter's process tree, sampled every 20 ms.
+Peak memory is the largest proportional set size (PSS) of the whole process tree, sampled every
+20 ms (shared pages of forked workers counted once).
 """
 
 from __future__ import annotations
@@ -64,14 +65,15 @@ def warm(path: Path) -> None:
             pass
 
 
-def tree_rss(pid: int) -> int:
-    """Sum of RSS (bytes) of pid and its descendants."""
+def tree_pss(pid: int) -> int:
+    """Proportional set size (bytes) of pid and its descendants: memory shared by forked workers
+    is counted once, not once per process as a sum of RSS would."""
     total, stack = 0, [pid]
     while stack:
         p = stack.pop()
         try:
-            with open(f"/proc/{p}/statm") as f:
-                total += int(f.read().split()[1]) * os.sysconf("SC_PAGE_SIZE")
+            with open(f"/proc/{p}/smaps_rollup") as f:
+                total += next(int(line.split()[1]) * 1024 for line in f if line.startswith("Pss:"))
             with open(f"/proc/{p}/task/{p}/children") as f:
                 stack += [int(c) for c in f.read().split()]
         except (FileNotFoundError, ProcessLookupError):
@@ -84,7 +86,7 @@ def timed(cmd: list[str], cwd: Path | None = None) -> tuple[float, int]:
     proc = subprocess.Popen(cmd, cwd=cwd, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
     peak = 0
     while proc.poll() is None:
-        peak = max(peak, tree_rss(proc.pid))
+        peak = max(peak, tree_pss(proc.pid))
         time.sleep(0.02)
     elapsed = time.perf_counter() - start
     if proc.returncode:
@@ -95,7 +97,7 @@ def timed(cmd: list[str], cwd: Path | None = None) -> tuple[float, int]:
 def _record(runs: list, n: int, size: int, name: str, seconds: list[float], peak: int, **extra) -> None:
     med = float(np.median(seconds))
     runs.append({"what": name, "images": n, "bytes": size, "seconds_median": med, "seconds": seconds,
-                 "images_per_s": n / med, "mb_per_s": size / med / 1e6, "peak_rss_mb": peak / 1e6, **extra})
+                 "images_per_s": n / med, "mb_per_s": size / med / 1e6, "peak_pss_mb": peak / 1e6, **extra})
     print(f"  {name:46s} {med:7.2f} s  {n / med:7.0f} img/s  {size / med / 1e6:6.0f} MB/s  "
           f"peak {peak / 1e6:6.0f} MB", flush=True)
 
