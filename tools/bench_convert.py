@@ -22,7 +22,6 @@ import functools
 import io
 import json
 import os
-import platform
 import shutil
 import subprocess
 import sys
@@ -33,6 +32,7 @@ from pathlib import Path
 
 import numpy as np
 
+from imagenet_pipe.bench.machine import machine_record
 from imagenet_pipe.classes import wnid_list
 from imagenet_pipe.fakes.images import ImageFactory
 
@@ -102,16 +102,6 @@ def _record(runs: list, n: int, size: int, name: str, seconds: list[float], peak
           f"peak {peak / 1e6:6.0f} MB", flush=True)
 
 
-def cpu_model() -> str:
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or "unknown"
-
-
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--images", type=int, default=4000)
@@ -120,8 +110,7 @@ def main() -> None:
     args = p.parse_args()
     args.out.mkdir(parents=True, exist_ok=True)
     cores = os.cpu_count() or 1
-    results: dict = {"machine": {"cpu": cpu_model(), "cores": cores, "python": platform.python_version(),
-                                 "disk": shutil.disk_usage(args.out).total}, "runs": []}
+    results: dict = {"machine": machine_record(args.out, cores), "runs": []}
 
     for scale in (1, 2):
         n_req = args.images * scale

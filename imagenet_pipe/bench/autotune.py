@@ -96,7 +96,7 @@ def autotune(ctx: StageContext, cores: int, *, base_preset: str | Path, out_path
 def write_preset(path: str | Path, base_preset: str | Path, cfg: LoaderConfig, tuned: list[str],
                  note: str = "") -> Path:
     """The base preset's options plus the tuned ones, with a header saying where they came from."""
-    from .machine import _cpu_model
+    from .machine import cpu_model
 
     path = Path(path)
     values = dict(load_preset(base_preset))
@@ -111,7 +111,7 @@ def write_preset(path: str | Path, base_preset: str | Path, cfg: LoaderConfig, t
         if isinstance(value, tuple):
             values[key] = list(value)
     header = (f"# Tuned by `imagenet-pipe bench --tune` from preset {base_preset} on "
-              f"{datetime.now(timezone.utc):%Y-%m-%d}, {_cpu_model()}, device {cfg.device}.\n"
+              f"{datetime.now(timezone.utc):%Y-%m-%d}, {cpu_model()}, device {cfg.device}.\n"
               f"# {note}. Machine-specific: re-tune on other hardware.\n")
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_text(header + yaml.safe_dump(values, sort_keys=False, default_flow_style=None))

@@ -12,7 +12,7 @@ from pathlib import Path
 from typing import Any
 
 
-def _cpu_model() -> str:
+def cpu_model() -> str:
     try:
         for line in Path("/proc/cpuinfo").read_text().splitlines():
             if line.startswith("model name"):
@@ -131,7 +131,7 @@ def machine_record(shards_root: str | Path | None = None, cores: int | None = No
         "host": platform.node(),
         "os": f"{platform.system()} {platform.release()}",
         "python": sys.version.split()[0],
-        "cpu_model": _cpu_model(),
+        "cpu_model": cpu_model(),
         "cpu_logical": os.cpu_count(),
         "cpus_available": len(cpus),
         "cores_used": cores or len(cpus),
