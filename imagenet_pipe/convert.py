@@ -105,10 +105,12 @@ def resolve_options(dataset: str, source: Path, *, splits: Iterable[str] | None 
     unsafe = [s for s in chosen if not SAFE_SPLIT.match(s)]
     if unsafe:
         raise ConvertError(f"split name(s) {unsafe} are not usable in file names: use [A-Za-z0-9_-] only")
-    per_split_size = _per_split(shard_size, chosen) if shard_size is not None else {}
-    per_split_count = _per_split(num_shards, chosen) if num_shards is not None else {}
-    if not per_split_size and not per_split_count:
-        per_split_size = _per_split(preset["shard_size"], chosen)  # one number, or one per split
+    per_split_size = _per_split(shard_size, chosen, "shard_size") if shard_size is not None else {}
+    per_split_count = _per_split(num_shards, chosen, "num_shards") if num_shards is not None else {}
+    preset_size = _per_split(preset["shard_size"], chosen)  # one number, or one per split
+    for split in chosen:  # splits given neither a size nor a count keep the preset's size
+        if split not in per_split_size and split not in per_split_count:
+            per_split_size[split] = preset_size[split]
     for name, table in (("shard size", per_split_size), ("number of shards", per_split_count)):
         if any(v < 1 for v in table.values()):
             raise ConvertError(f"{name} must be at least 1, got {table}")
@@ -134,8 +136,13 @@ def _expand_splits(requested: list[str], known: list[str]) -> tuple[str, ...]:
     return tuple(out)
 
 
-def _per_split(value: int | dict[str, int], splits: tuple[str, ...]) -> dict[str, int]:
+def _per_split(value: int | dict[str, int], splits: tuple[str, ...], what: str | None = None) -> dict[str, int]:
+    """One number for every split, or ``{split: number}`` for some of them. With ``what`` (a user's
+    option, not the preset), naming a split that is not converted is an error: most likely a typo."""
     if isinstance(value, dict):
+        unknown = sorted(set(value) - set(splits))
+        if unknown and what:
+            raise ConvertError(f"{what} names split(s) {unknown} that are not being converted ({list(splits)})")
         return {s: int(value[s]) for s in splits if s in value}
     return {s: int(value) for s in splits}
 

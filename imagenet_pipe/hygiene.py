@@ -192,7 +192,10 @@ def reset_exif_orientation(data: bytes) -> bytes:
         length = struct.unpack(">H", data[pos + 2 : pos + 4])[0]
         segment = pos + 4
         if marker == 0xE1 and data[segment : segment + 6] == b"Exif\x00\x00":
-            patched = _patch_tiff_orientation(data, segment + 6)
+            try:
+                patched = _patch_tiff_orientation(data, segment + 6)
+            except struct.error:
+                raise BadImage("malformed EXIF block (orientation tag unreadable)") from None
             if patched is not None:
                 return patched
         pos += 2 + length

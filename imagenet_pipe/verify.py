@@ -84,8 +84,9 @@ def check_shard(root: Path, shard: dict[str, Any], decode: bool = False) -> Shar
             meta = json.loads(sample["json"])
             if int(sample["cls"]) != meta["label"]:
                 check.problems.append(f"{name}: sample {key} cls {sample['cls']!r} != json label {meta['label']}")
-        except (ValueError, KeyError) as e:
+        except (ValueError, KeyError, TypeError) as e:
             check.problems.append(f"{name}: sample {key} has a bad cls/json ({e})")
+            meta = {}  # the image is still checked; its size cannot be compared
         if decode:
             problem = _decode_problem(sample["jpg"], meta)
             if problem:
@@ -105,7 +106,7 @@ def _decode_problem(data: bytes, meta: dict) -> str | None:
         return f"does not decode: {e}"
     if img.format != "JPEG" or img.mode != "RGB":
         return f"is {img.format} {img.mode}, expected an RGB JPEG"
-    if (img.width, img.height) != (meta.get("width"), meta.get("height")):
+    if meta and (img.width, img.height) != (meta.get("width"), meta.get("height")):
         return f"is {img.width}x{img.height}, json says {meta.get('width')}x{meta.get('height')}"
     return None
 

@@ -196,6 +196,16 @@ def test_num_shards_option(tmp_path, raw1k):
     assert (out / "imagenet1k-train-6.tar").exists()
 
 
+def test_per_split_sizes_fall_back_to_the_preset_and_typos_are_errors(tmp_path, raw1k):
+    out = tmp_path / "p"
+    m = convert("imagenet1k", raw1k("official"), out, workers=1, shard_size={"train": 10}, progress=False, log=quiet)
+    assert m["splits"]["train"]["shards"] == 5  # 47 samples / 10
+    assert m["options"]["shard_size"] == {"train": 10, "validation": 782}  # the preset's for validation
+    with pytest.raises(ConvertError, match="valdation"):
+        convert("imagenet1k", raw1k("official"), tmp_path / "q", shard_size={"train": 10, "valdation": 4},
+                progress=False, log=quiet)
+
+
 def test_max_side_reencodes_large_images(tmp_path, raw1k):
     from imagenet_pipe.hygiene import HygienePolicy
 

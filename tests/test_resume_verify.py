@@ -72,7 +72,7 @@ def test_verify_accepts_a_good_conversion(shards1k):
     assert report.samples == report.decoded > 0
 
 
-@pytest.mark.parametrize("damage", ["flip_byte", "idx_offset", "drop_shard", "sizes", "manifest_count"])
+@pytest.mark.parametrize("damage", ["flip_byte", "idx_offset", "drop_shard", "sizes", "manifest_count", "bad_json"])
 def test_verify_detects_damage(tmp_path, shards1k, damage):
     import shutil
 
@@ -95,6 +95,16 @@ def test_verify_detects_damage(tmp_path, shards1k, damage):
     elif damage == "drop_shard":
         tar.unlink()
         expect = "missing"
+    elif damage == "bad_json":  # the first sample's json is not json: reported, and the rest still checked
+        from imagenet_pipe.shards import ShardWriter, iter_samples
+
+        samples = list(iter_samples(tar))
+        samples[0][1]["json"] = b"{not json"
+        writer = ShardWriter(out, tar.name, "train")
+        for key, sample in samples:
+            writer.write(key, sample)
+        writer.close()
+        expect = "bad cls/json"
     elif damage == "sizes":
         (out / "sizes.json").write_text('{"imagenet1k-train-0.tar": 1}')
         expect = "sizes.json"
@@ -105,7 +115,7 @@ def test_verify_detects_damage(tmp_path, shards1k, damage):
         m["splits"]["train"]["quarantined"] += 1
         (out / "manifest.json").write_text(json.dumps(m))
         expect = "samples in"
-    report = verify(out, workers=1, progress=False)
+    report = verify(out, workers=1, progress=False, decode=True)
     assert not report.ok
     assert any(expect in p for p in report.problems), report.problems
     assert cli_main(["verify", str(out), "--quiet"]) == 1

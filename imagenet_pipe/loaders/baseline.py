@@ -22,7 +22,7 @@ from torch.utils.data import DataLoader, IterableDataset, get_worker_info
 from .common import Batch, KeyedBatch, LoaderDataError, finish_images
 from .config import LoaderConfig
 from .shardset import DistInfo, ShardSet, dist_info
-from .transforms import decode_rgb, eval_transform, normalize, train_transform
+from .transforms import Normalizer, decode_rgb, eval_transform, train_transform
 
 
 class _ShardStream(IterableDataset):
@@ -112,6 +112,7 @@ class BaselineLoader:
             for i, (_, _, take) in enumerate(shards.segments(start, end)):
                 per_worker[i % len(per_worker)] += take
             self.steps = sum(math.ceil(k / cfg.batch_size) for k in per_worker)
+        self.normalize = Normalizer(cfg)
         self.epoch = 0
         self.skipped: list[tuple[str, str, str]] = []
 
@@ -134,7 +135,7 @@ class BaselineLoader:
                     self.skipped.append((shard, name, "unreadable sample"))
                 arrays, labels = arrays[ok], labels[ok]
                 keys = [k for k, good in zip(keys, ok.tolist(), strict=True) if good]
-            images = normalize(arrays.to(self.device, non_blocking=True), self.cfg)
+            images = self.normalize(arrays.to(self.device, non_blocking=True))
             images = finish_images(images, self.cfg, "NCHW")
             labels = labels.to(self.device, non_blocking=True)
             yield KeyedBatch(images, labels, keys) if self.cfg.return_keys else Batch(images, labels)

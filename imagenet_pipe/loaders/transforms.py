@@ -76,14 +76,24 @@ def train_transform(img: Image.Image, cfg: LoaderConfig, rng: random.Random) -> 
     return out
 
 
-def normalize(batch_hwc_uint8, cfg: LoaderConfig):
-    """uint8 N x H x W x C torch tensor -> normalized NCHW (or uint8 NCHW) in the configured dtype."""
-    import torch
+class Normalizer:
+    """uint8 N x H x W x C torch batches -> normalised NCHW (or uint8 NCHW) in the configured dtype,
+    on the batch's device (mean and std made once per device)."""
 
-    x = batch_hwc_uint8.permute(0, 3, 1, 2)
-    if cfg.dtype == "uint8":
-        return x.contiguous()
-    mean = torch.tensor(cfg.mean, dtype=torch.float32).view(1, 3, 1, 1) * 255
-    std = torch.tensor(cfg.std, dtype=torch.float32).view(1, 3, 1, 1) * 255
-    x = (x.float() - mean) / std
-    return x.to({"float16": torch.float16, "bfloat16": torch.bfloat16, "float32": torch.float32}[cfg.dtype])
+    def __init__(self, cfg: LoaderConfig) -> None:
+        self.cfg = cfg
+        self._constants: dict = {}
+
+    def __call__(self, batch_hwc_uint8):
+        import torch
+
+        x = batch_hwc_uint8.permute(0, 3, 1, 2)
+        if self.cfg.dtype == "uint8":
+            return x.contiguous()
+        if x.device not in self._constants:
+            self._constants[x.device] = tuple(
+                torch.tensor(v, dtype=torch.float32, device=x.device).view(1, 3, 1, 1) * 255
+                for v in (self.cfg.mean, self.cfg.std))
+        mean, std = self._constants[x.device]
+        x = (x.float() - mean) / std
+        return x.to({"float16": torch.float16, "bfloat16": torch.bfloat16, "float32": torch.float32}[self.cfg.dtype])

@@ -91,7 +91,7 @@ class ImageNet1kFolder(Source):
             return lambda number, name: _lookup(table, name, csv_path.name)
         if (self.root / f"{DEVKIT}.tar.gz").exists() or (self.root / DEVKIT).is_dir():
             gt, id_to_wnid = read_devkit(self.root)
-            return lambda number, name: (id_to_wnid[gt[number - 1]], devkit_val_label(number, gt, id_to_wnid))
+            return lambda number, name: devkit_val_label(number, gt, id_to_wnid)
         raise SourceError(f"{val_dir} is flat and no labels were found: put valprep.sh, LOC_val_solution.csv "
                           f"or {DEVKIT}.tar.gz in {self.root}")
 

@@ -71,10 +71,14 @@ def read_devkit(root: Path) -> tuple[list[int], dict[int, str]]:
     return gt, id_to_wnid
 
 
-def devkit_val_label(number: int, gt: list[int], id_to_wnid: dict[int, str]) -> int:
+def devkit_val_label(number: int, gt: list[int], id_to_wnid: dict[int, str]) -> tuple[str, int]:
+    """(wnid, sorted label) of ``ILSVRC2012_val_{number:08d}`` from the devkit ground truth."""
     if not 1 <= number <= len(gt):
         raise SourceError(f"validation image {number} has no line in the ground truth ({len(gt)} lines)")
-    return TABLE.label(id_to_wnid[gt[number - 1]])
+    wnid = id_to_wnid.get(gt[number - 1])
+    if wnid is None:
+        raise SourceError(f"ground-truth line {number} holds {gt[number - 1]}, not an ILSVRC2012_ID of a class")
+    return wnid, TABLE.label(wnid)
 
 
 def kaggle_synsets(text: str) -> list[str]:

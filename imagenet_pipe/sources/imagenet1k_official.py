@@ -64,7 +64,6 @@ class ImageNet1kOfficial(Source):
                 if number is None:
                     self.ignore(f"{VAL_TAR}/{m.name}", "not an ILSVRC2012_val_XXXXXXXX.JPEG name")
                     continue
-                label = devkit_val_label(number, gt, id_to_wnid)
-                wnid = id_to_wnid[gt[number - 1]]
+                wnid, label = devkit_val_label(number, gt, id_to_wnid)
                 yield Entry("validation", name.split(".", 1)[0], f"{wnid}/{name}", label, cid, m.offset,
                             m.size, extra=real_extra(number) if attach_real else None)
