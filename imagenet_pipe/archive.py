@@ -123,13 +123,17 @@ class Containers:
     ``dir``: by relative path."""
 
     entries: list[tuple[str, str]] = field(default_factory=list)  # (kind, path)
+    _ids: dict[tuple[str, str], int] = field(default_factory=dict, repr=False)
+
+    def __post_init__(self) -> None:
+        self._ids = {item: cid for cid, item in enumerate(self.entries)}
 
     def add(self, kind: str, path: Path | str) -> int:
         item = (kind, str(path))
-        if item in self.entries:
-            return self.entries.index(item)
-        self.entries.append(item)
-        return len(self.entries) - 1
+        if item not in self._ids:
+            self._ids[item] = len(self.entries)
+            self.entries.append(item)
+        return self._ids[item]
 
     def open_tar(self, path: Path, spool_dir: Path) -> tuple[int, Path]:
         """Container id for a tar file, spooling it first when it is compressed."""

@@ -108,13 +108,6 @@ class Catalog:
     def __len__(self) -> int:
         return len(self.columns["label"])
 
-    def entry(self, i: int) -> Entry:
-        c = self.columns
-        extra = c["extra"][i]
-        return Entry(self.splits[int(c["split"][i])], c["key"][i], c["filename"][i], int(c["label"][i]),
-                     int(c["cid"][i]), int(c["offset"][i]), int(c["size"][i]), c["member"][i],
-                     json.loads(extra) if extra else None)
-
     def split_indices(self, split: str) -> np.ndarray:
         return np.flatnonzero(self.columns["split"] == self.splits.index(split))
 

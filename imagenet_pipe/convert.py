@@ -53,6 +53,7 @@ from .catalog import Catalog
 from .classes import ClassTable
 from .config import load_preset
 from .hygiene import BadImage, HygienePolicy, clean
+from .indexes import atomic_write
 from .shards import ShardRecord, ShardWriter, idx_name, shard_name
 from .sources import open_source
 
@@ -255,7 +256,7 @@ def _write_shard(task: tuple[str, str, np.ndarray]) -> ShardRecord:
     except BaseException:
         writer.abort()
         raise
-    _atomic_write(_STATE["work"] / "shards" / f"{name}.json", json.dumps(asdict(record)))
+    atomic_write(_STATE["work"] / "shards" / f"{name}.json", json.dumps(asdict(record)))
     return record
 
 
@@ -296,27 +297,27 @@ class _Run:
                  log: Callable[[str], None]) -> None:
         self.opts, self.out, self.work, self.workers, self.progress, self.log = opts, out, work, workers, progress, log
         self.preset = load_preset(opts.dataset, "datasets")
-        self.classes = ClassTable.load(self.preset["class_list"])  # until the reader says otherwise (scan)
         self.timings: dict[str, float] = {}
 
     def execute(self, keep_work: bool) -> dict[str, Any]:
         t0 = time.perf_counter()
         catalog, scan_info = self.scan()
-        self.classes = ClassTable.load(scan_info.get("class_list") or self.preset["class_list"])
-        self.timings["scan_s"] = time.perf_counter() - t0
+        self.classes = ClassTable.load(scan_info["class_list"])  # the reader may choose it (21K)
+        self.timings["scan"] = time.perf_counter() - t0
         t1 = time.perf_counter()
         results = self.inspect(catalog)
-        self.timings["inspect_s"] = time.perf_counter() - t1
+        self.timings["inspect"] = time.perf_counter() - t1
         plan = self.plan(catalog, results)
         t2 = time.perf_counter()
         records = self.write(catalog, results, plan)
-        self.timings["write_s"] = time.perf_counter() - t2
+        self.timings["write"] = time.perf_counter() - t2
         manifest = self.finalize(catalog, results, plan, records, scan_info)
         if not keep_work:
             shutil.rmtree(self.work)
         total = time.perf_counter() - t0
         written = sum(r.bytes for r in records)
-        self.log(f"done in {total:.1f} s ({len(catalog) / max(total, 1e-9):.0f} images/s, "
+        phases = ", ".join(f"{k} {v:.1f} s" for k, v in self.timings.items())
+        self.log(f"done in {total:.1f} s ({phases}; {len(catalog) / max(total, 1e-9):.0f} images/s, "
                  f"{written / max(total, 1e-9) / 1e6:.0f} MB/s written)")
         return manifest
 
@@ -341,7 +342,7 @@ class _Run:
         info = {"layout": src.layout, "ignored": [{"file": f, "reason": r} for f, r in src.ignored],
                 "dataset_info": src.dataset_info(), "class_list": src.class_list or self.preset["class_list"]}
         catalog.save(catalog_path)
-        _atomic_write(info_path, json.dumps(info))
+        atomic_write(info_path, json.dumps(info))
         counts = Counter(catalog.splits[int(s)] for s in catalog.columns["split"])
         self.log("found " + ", ".join(f"{n} {s}" for s, n in counts.items()) +
                  (f"; {len(src.ignored)} non-sample files ignored" if src.ignored else ""))
@@ -376,25 +377,21 @@ class _Run:
                                "actions": {}, "reasons": {}, "flags": {}}
         for k in range(len(chunks)):
             with np.load(self.work / "inspect" / f"{k:06d}.npz") as z:
-                idx = z["idx"]
-                for name in ("status", "width", "height", "fix_off", "fix_size"):
-                    res[name][idx] = z[name]
-                notes = json.loads(z["notes"].tobytes().decode())
-                fixed = z["fix_off"] >= 0
-                if fixed.any():
-                    fix_file = self.work / "inspect" / f"{k:06d}.fix"
-                    res["fix_cid"][idx[fixed]] = catalog.containers.add(KIND_FILE, fix_file)
-                for j, note in enumerate(notes):
-                    if note:
-                        i = int(idx[j])
-                        if z["status"][j] == BAD:
-                            res["reasons"][i] = note
-                        else:
-                            res["actions"][i] = json.loads(note)
-                if "flags" in z.files:
-                    for j, flag in enumerate(json.loads(z["flags"].tobytes().decode())):
-                        if flag:
-                            res["flags"][int(idx[j])] = json.loads(flag)
+                chunk = {name: z[name] for name in z.files}  # each access would re-read the member
+            idx = chunk["idx"]
+            for name in ("status", "width", "height", "fix_off", "fix_size"):
+                res[name][idx] = chunk[name]
+            fixed = chunk["fix_off"] >= 0
+            if fixed.any():
+                fix_file = self.work / "inspect" / f"{k:06d}.fix"
+                res["fix_cid"][idx[fixed]] = catalog.containers.add(KIND_FILE, fix_file)
+            for j, note in enumerate(json.loads(chunk["notes"].tobytes().decode())):
+                if note:
+                    target = res["reasons"] if chunk["status"][j] == BAD else res["actions"]
+                    target[int(idx[j])] = note if chunk["status"][j] == BAD else json.loads(note)
+            for j, flag in enumerate(json.loads(chunk["flags"].tobytes().decode())):
+                if flag:
+                    res["flags"][int(idx[j])] = json.loads(flag)
         if (res["status"] == 0).any():
             raise ConvertError("internal error: some samples were not inspected")
         return res
@@ -479,15 +476,14 @@ class _Run:
             "hygiene": dict(sorted(hygiene.items())), "quarantine": quarantine, "ignored": scan_info["ignored"],
             "shards": [asdict(r) for r in records],
         }
-        if self.opts.hygiene.flags:  # how many written samples have each flag set
-            written = {int(i) for _, _, part in plan for i in part}
-            flags = Counter(k for i, fl in res["flags"].items() if i in written for k, v in fl.items() if v)
+        if self.opts.hygiene.flags:  # how many written (= inspected OK) samples have each flag set
+            flags = Counter(k for i, fl in res["flags"].items() if res["status"][i] == OK for k, v in fl.items() if v)
             manifest["image_flags"] = {f: flags.get(f, 0) for f in self.opts.hygiene.flags}
         alt_splits = self.alt_splits(catalog, plan)
         if alt_splits:
             manifest["alt_splits"] = alt_splits
         write_indexes(self.out, manifest, self.classes)
-        _atomic_write(self.out / MANIFEST, json.dumps(manifest, indent=1) + "\n")
+        atomic_write(self.out / MANIFEST, json.dumps(manifest, indent=1) + "\n")
         for split, n in split_counts.items():
             self.log(f"{split}: samples in {n['samples_in']} = written {n['written']} + quarantined "
                      f"{n['quarantined']} -> {n['shards']} shards")
@@ -543,7 +539,7 @@ def _prepare_work(work: Path, opts: ConvertOptions, overwrite: bool) -> None:
             shutil.rmtree(work)
     work.mkdir(parents=True, exist_ok=True)
     if not opts_path.exists():
-        _atomic_write(opts_path, json.dumps(fingerprint))
+        atomic_write(opts_path, json.dumps(fingerprint))
 
 
 def _remove_previous(out: Path, manifest: dict) -> None:
@@ -575,9 +571,3 @@ class _lock:
     def __exit__(self, *exc):
         fcntl.flock(self.fd, fcntl.LOCK_UN)
         os.close(self.fd)
-
-
-def _atomic_write(path: Path, text: str) -> None:
-    tmp = path.with_name(f"{path.name}.partial-{os.getpid()}")
-    tmp.write_text(text)
-    os.replace(tmp, path)

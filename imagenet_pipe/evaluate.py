@@ -41,6 +41,7 @@ import torch
 from . import __version__
 from .eval_cli import PRECISIONS
 from .loaders import DistInfo, LoaderConfig, build_loader, dist_info, resolve_config
+from .loaders.common import resolve_device
 from .loaders.shardset import ShardSet
 from .metrics import corruption_summary, real_accuracy, topk_accuracy
 from .models import LoadedModel, load_model
@@ -353,7 +354,7 @@ def _precision(precision: str, cfg: LoaderConfig) -> tuple[str, torch.dtype | No
     if precision not in PRECISIONS:
         raise ValueError(f"precision must be one of {PRECISIONS}, not {precision!r}")
     if precision == "auto":
-        gpu = cfg.device == "gpu" or (cfg.device == "auto" and torch.cuda.is_available())
+        gpu = resolve_device(cfg, 0) is not None
         precision = "float16" if gpu else "float32"
     if precision == "float32":
         return "float32", None

@@ -43,6 +43,11 @@ def wids_index(manifest: dict[str, Any], split: str) -> dict[str, Any]:
     }
 
 
+def sizes_index(manifest: dict[str, Any]) -> dict[str, int]:
+    """open_clip's ``sizes.json``: shard file name -> samples."""
+    return {s["name"]: s["samples"] for s in manifest["shards"]}
+
+
 def wids_name(prefix: str, split: str) -> str:
     return f"{prefix}-{split}.json"
 
@@ -50,15 +55,16 @@ def wids_name(prefix: str, split: str) -> str:
 def write_indexes(out: Path, manifest: dict[str, Any], classes: ClassTable) -> None:
     info = json.dumps(timm_info(manifest), indent=1) + "\n"
     for name in INFO_FILES:
-        _write(out / name, info)
+        atomic_write(out / name, info)
     for split in dict.fromkeys(s["split"] for s in manifest["shards"]):
-        _write(out / wids_name(manifest["prefix"], split), json.dumps(wids_index(manifest, split), indent=1) + "\n")
-    sizes = {s["name"]: s["samples"] for s in manifest["shards"]}
-    _write(out / "sizes.json", json.dumps(sizes, indent=1) + "\n")
-    _write(out / "classes.tsv", classes.to_tsv())
+        wids = json.dumps(wids_index(manifest, split), indent=1) + "\n"
+        atomic_write(out / wids_name(manifest["prefix"], split), wids)
+    atomic_write(out / "sizes.json", json.dumps(sizes_index(manifest), indent=1) + "\n")
+    atomic_write(out / "classes.tsv", classes.to_tsv())
 
 
-def _write(path: Path, text: str) -> None:
+def atomic_write(path: Path, text: str) -> None:
+    """Write ``text`` under a temporary name and rename it into place."""
     tmp = path.with_name(f"{path.name}.partial-{os.getpid()}")
     tmp.write_text(text)
     os.replace(tmp, path)

@@ -21,7 +21,7 @@ from typing import Any
 
 from tqdm import tqdm
 
-from .indexes import INFO_FILES, timm_info, wids_index, wids_name
+from .indexes import INFO_FILES, sizes_index, timm_info, wids_index, wids_name
 from .shards import idx_name, index_tar, iter_samples, read_idx
 
 REQUIRED = ("cls", "jpg", "json")
@@ -184,7 +184,7 @@ def _check_indexes(root: Path, manifest: dict, report: Report) -> None:
     for split in manifest["splits"]:
         if any(s["split"] == split for s in manifest["shards"]):
             _compare_json(root / wids_name(manifest["prefix"], split), wids_index(manifest, split), report)
-    _compare_json(root / "sizes.json", {s["name"]: s["samples"] for s in manifest["shards"]}, report)
+    _compare_json(root / "sizes.json", sizes_index(manifest), report)
 
 
 def _compare_json(path: Path, expected: Any, report: Report) -> None:

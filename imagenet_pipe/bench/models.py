@@ -8,8 +8,6 @@ from typing import Any
 import torch
 from torch import nn
 
-BUILTIN = ("tiny",)
-
 
 def _block(cin: int, cout: int, stride: int) -> nn.Sequential:
     return nn.Sequential(nn.Conv2d(cin, cout, 3, stride, 1, bias=False), nn.BatchNorm2d(cout), nn.ReLU(inplace=True))

@@ -12,7 +12,6 @@ STAGE_LABELS = {
     "read_files": "raw read, plain file reads",
     "read_dali": "raw read, DALI reader",
     "decode": "decode only (ceiling)",
-    "decode_fast_idct": "decode only, fast IDCT",
     "decode_resize": "decode + crop/resize",
     "loader_dali": "DALI loader (full)",
     "loader_dali_no_parity": "DALI loader, pil_parity off",

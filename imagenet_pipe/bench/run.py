@@ -31,11 +31,11 @@ def resolve_presets(presets: Sequence[str] | None, modes: Sequence[str] | None, 
 
 
 def _device(device: str) -> str:
-    if device == "auto":
-        return "gpu" if torch.cuda.is_available() else "cpu"
-    if device == "gpu" and not torch.cuda.is_available():
-        raise ValueError("--device gpu was asked for but CUDA is not available")
-    return device
+    """auto -> gpu or cpu, decided like the loaders decide (an error for gpu without CUDA)."""
+    from ..loaders import resolve_config
+    from ..loaders.common import resolve_device
+
+    return "cpu" if resolve_device(resolve_config(None, device=device), 0) is None else "gpu"
 
 
 def _pin(cores: int | None) -> tuple[int, tuple[set[int] | None, int]]:
@@ -243,7 +243,7 @@ def run_bench(root: str | Path, *, presets: Sequence[str] = ("train-224", "eval-
             fits = max(1, shards.num_samples // (warmup + 2))
             if batch_size is None and cfg.batch_size > fits:  # a small shard set: keep some timed batches per pass
                 cfg = replace(cfg, batch_size=fits)
-            from ..loaders.dali import resolve_device
+            from ..loaders.common import resolve_device
 
             ctx = StageContext(shards, cfg, resolve_device(cfg, 0), warmup=warmup, batches=batches, repeats=repeats)
             contexts[preset] = ctx

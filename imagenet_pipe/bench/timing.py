@@ -74,9 +74,3 @@ def time_epochs(make_iter: Callable[[], Iterator[int]], *, warmup: int, batches:
         if items:
             rates.append(items / elapsed)
     return rates
-
-
-def timed(fn: Callable[[], Any]) -> tuple[float, Any]:
-    start = time.perf_counter()
-    out = fn()
-    return time.perf_counter() - start, out

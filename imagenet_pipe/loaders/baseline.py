@@ -19,7 +19,7 @@ import torch
 import webdataset as wds
 from torch.utils.data import DataLoader, IterableDataset, get_worker_info
 
-from .common import Batch, KeyedBatch, LoaderDataError, finish_images
+from .common import Batch, KeyedBatch, LoaderDataError, finish_images, resolve_device
 from .config import LoaderConfig
 from .shardset import DistInfo, ShardSet, dist_info
 from .transforms import Normalizer, decode_rgb, eval_transform, train_transform
@@ -95,9 +95,8 @@ class BaselineLoader:
         world = self.dist.world_size
         n = shards.num_samples
         self.workers = cfg.num_workers if cfg.num_workers is not None else cfg.threads
-        use_cuda = cfg.device == "gpu" or (cfg.device == "auto" and torch.cuda.is_available())
-        self.device = torch.device("cuda", self.dist.local_rank % max(1, torch.cuda.device_count())) \
-            if use_cuda else torch.device("cpu")
+        device_id = resolve_device(cfg, self.dist.local_rank)
+        self.device = torch.device("cuda", device_id) if device_id is not None else torch.device("cpu")
         self.dataset = _ShardStream(shards, cfg, self.dist)
         if cfg.mode == "train":
             self.steps = n // (world * cfg.batch_size)

@@ -56,6 +56,16 @@ def finish_images(images: torch.Tensor, cfg: LoaderConfig, layout: str) -> torch
     return images
 
 
+def resolve_device(cfg: LoaderConfig, local_rank: int) -> int | None:
+    """CUDA device id for "mixed" decoding, or None for the CPU pipeline."""
+    if cfg.device == "cpu":
+        return None
+    available = torch.cuda.is_available()
+    if cfg.device == "gpu" and not available:
+        raise ValueError("device='gpu' was requested but CUDA is not available; use device='cpu' or 'auto'")
+    return local_rank % torch.cuda.device_count() if available else None
+
+
 def diagnose(shard: str | Path, key: str) -> str:
     """Why a sample is unusable, read straight from its shard (used only for error messages)."""
     from PIL import Image

@@ -4,7 +4,7 @@ idea: every downstream piece reads one frozen config instead of re-deciding defa
 from __future__ import annotations
 
 import os
-from dataclasses import dataclass, fields, replace
+from dataclasses import dataclass, fields
 from pathlib import Path
 from typing import Any
 
@@ -87,7 +87,3 @@ def resolve_config(preset: str | Path | None = None, **overrides: Any) -> Loader
         if name in values:
             values[name] = tuple(float(v) for v in values[name])
     return LoaderConfig(**values)
-
-
-def with_overrides(cfg: LoaderConfig, **overrides: Any) -> LoaderConfig:
-    return replace(cfg, **{k: v for k, v in overrides.items() if v is not None})

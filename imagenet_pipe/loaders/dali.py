@@ -24,7 +24,16 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from .common import LABEL_BYTES, Batch, KeyedBatch, LoaderDataError, diagnose, finish_images, parse_labels
+from .common import (
+    LABEL_BYTES,
+    Batch,
+    KeyedBatch,
+    LoaderDataError,
+    diagnose,
+    finish_images,
+    parse_labels,
+    resolve_device,
+)
 from .config import LoaderConfig
 from .shardset import DistInfo, ShardSet, dist_info
 
@@ -59,16 +68,6 @@ def _keep_inherited_pipelines() -> None:
 
 if hasattr(os, "register_at_fork"):
     os.register_at_fork(after_in_child=_keep_inherited_pipelines)
-
-
-def resolve_device(cfg: LoaderConfig, local_rank: int) -> int | None:
-    """CUDA device id for "mixed" decoding, or None for the CPU pipeline."""
-    if cfg.device == "cpu":
-        return None
-    available = torch.cuda.is_available()
-    if cfg.device == "gpu" and not available:
-        raise RuntimeError("device='gpu' was requested but CUDA is not available; use device='cpu' or 'auto'")
-    return local_rank % torch.cuda.device_count() if available else None
 
 
 def _placeholder_jpeg() -> np.ndarray:
@@ -283,7 +282,6 @@ class DaliLoader:
         self.epoch = 0
         self.skipped: list[tuple[str, str, str]] = []  # (shard, key, reason) with on_error="skip"
         self._position = 0  # batches consumed in the current reader epoch (eval)
-        self._last_keys: list[str] = []
         self._broken: Exception | None = None
         self.pipe = build_pipeline(shards, cfg, rank, world, self.device_id)
         _LIVE_PIPELINES.add(self.pipe)
@@ -339,7 +337,6 @@ class DaliLoader:
             images, labels = images[index], labels[index]
             keys = [keys[i] for i in rows]
         images = finish_images(images, self.cfg, "NHWC" if self.cfg.memory_format != "contiguous" else "NCHW")
-        self._last_keys = keys
         return KeyedBatch(images, labels, keys) if self.cfg.return_keys else Batch(images, labels)
 
     def _handle_bad(self, rows: np.ndarray, ok: np.ndarray, sources: list[str], keys: list[str]) -> np.ndarray:

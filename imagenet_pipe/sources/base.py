@@ -103,6 +103,24 @@ def walk(root: Path, containers: Containers, spool_dir: Path, path: Path) -> Ite
         yield from walk_tar(path, containers, spool_dir)
 
 
+def iter_class_tars(src: Source, path: Path, containers: Containers) -> Iterator[tuple[str, str, int, Iterator]]:
+    """(wnid, where, container id, inner members) for every ``<wnid>.tar`` in a tar of per-class
+    tars (ImageNet-1K train, fall11, winter21), read by offset; compressed archives are spooled.
+    Other members are recorded as ignored. Consume each member iterator before the next item."""
+    from ..archive import iter_nested_tar
+
+    cid, readable = containers.open_tar(path, src.spool_dir)
+    with open(readable, "rb") as f:
+        for outer in list(iter_tar(f)):
+            where = f"{path.name}/{outer.name}"
+            base = outer.name.rsplit("/", 1)[-1]
+            wnid = base.removesuffix(".tar")
+            if not base.endswith(".tar") or not WNID.match(wnid):
+                src.ignore(where, "not a <wnid>.tar class archive")
+                continue
+            yield wnid, where, cid, iter_nested_tar(f, outer)
+
+
 def walk_dir(path: Path, containers: Containers) -> Iterator[FileRef]:
     cid = containers.add(KIND_DIR, path)
     for dirpath, dirnames, filenames in os.walk(path):

@@ -5,9 +5,9 @@ from __future__ import annotations
 from collections.abc import Iterator
 from pathlib import Path
 
-from ..archive import Containers, iter_nested_tar, iter_tar
+from ..archive import Containers, iter_tar
 from ..catalog import Entry
-from .base import WNID, Source, SourceError, is_image_name
+from .base import Source, SourceError, is_image_name, iter_class_tars
 from .imagenet1k_labels import devkit_val_label, read_devkit, real_extra, train_label, val_number
 
 TRAIN_TAR = "ILSVRC2012_img_train.tar"
@@ -35,20 +35,14 @@ class ImageNet1kOfficial(Source):
         path = self.root / TRAIN_TAR
         if not path.is_file():
             raise SourceError(f"split 'train' requested but {path} does not exist")
-        cid, readable = containers.open_tar(path, self.spool_dir)
-        with open(readable, "rb") as f:
-            for outer in list(iter_tar(f)):
-                wnid = outer.name.removesuffix(".tar")
-                if not outer.name.endswith(".tar") or not WNID.match(wnid):
-                    self.ignore(f"{TRAIN_TAR}/{outer.name}", "not a <wnid>.tar class archive")
+        for wnid, where, cid, members in iter_class_tars(self, path, containers):
+            for inner in members:
+                name = inner.name.rsplit("/", 1)[-1]
+                if not is_image_name(name):
+                    self.ignore(f"{where}/{inner.name}", "not an image file name")
                     continue
-                for inner in iter_nested_tar(f, outer):
-                    name = inner.name.rsplit("/", 1)[-1]
-                    if not is_image_name(name):
-                        self.ignore(f"{TRAIN_TAR}/{outer.name}/{inner.name}", "not an image file name")
-                        continue
-                    yield Entry("train", name.split(".", 1)[0], f"{wnid}/{name}", train_label(wnid, name),
-                                cid, inner.offset, inner.size)
+                yield Entry("train", name.split(".", 1)[0], f"{wnid}/{name}", train_label(wnid, name),
+                            cid, inner.offset, inner.size)
 
     def _validation(self, containers: Containers) -> Iterator[Entry]:
         path = self.root / VAL_TAR

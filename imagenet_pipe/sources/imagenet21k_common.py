@@ -24,10 +24,10 @@ import hashlib
 from collections.abc import Iterator
 from pathlib import Path
 
-from ..archive import Containers, iter_nested_tar, iter_tar
+from ..archive import Containers
 from ..catalog import Entry
 from ..classes import ClassTable, wnid_list
-from .base import WNID, Source, SourceError, class_key, is_image_name
+from .base import WNID, Source, SourceError, class_key, is_image_name, iter_class_tars
 
 DEFAULT_CLASS_LIST = "imagenet21k"  # sorted fall11 wnids (timm imagenet22k_synsets.txt)
 
@@ -102,29 +102,21 @@ class ImageNet21kSource(Source):
 
     def scan_class_tars(self, path: Path, splits: list[str], containers: Containers) -> Iterator[Entry]:
         """A tar (possibly compressed: spooled) of per-class ``<wnid>.tar`` tars, read by offset."""
-        cid, readable = containers.open_tar(path, self.spool_dir)
-        with open(readable, "rb") as f:
-            for outer in list(iter_tar(f)):
-                where = f"{path.name}/{outer.name}"
-                base = outer.name.rsplit("/", 1)[-1]
-                wnid = base.removesuffix(".tar")
-                if not base.endswith(".tar") or not WNID.match(wnid):
-                    self.ignore(where, "not a <wnid>.tar class archive")
-                    continue
-                label = self.table.index.get(wnid)
-                if label is None:
-                    self.ignore_class(where, wnid, sum(1 for _ in iter_nested_tar(f, outer)))
-                    continue
-                files: list[ClassFile] = []
-                for inner in iter_nested_tar(f, outer):
-                    name = inner.name.rsplit("/", 1)[-1]
-                    if not is_image_name(name):
-                        self.ignore(f"{where}/{inner.name}", "not an image file name")
-                    elif WNID.match(name[:9]) and not name.startswith(f"{wnid}_"):
-                        self.ignore(f"{where}/{inner.name}", f"named for another class than {wnid}")
-                    else:
-                        files.append((class_key(wnid, name), f"{wnid}/{name}", cid, inner.offset, inner.size, ""))
-                yield from self.emit_class(label, files, splits)
+        for wnid, where, cid, members in iter_class_tars(self, path, containers):
+            label = self.table.index.get(wnid)
+            if label is None:
+                self.ignore_class(where, wnid, sum(1 for _ in members))
+                continue
+            files: list[ClassFile] = []
+            for inner in members:
+                name = inner.name.rsplit("/", 1)[-1]
+                if not is_image_name(name):
+                    self.ignore(f"{where}/{inner.name}", "not an image file name")
+                elif WNID.match(name[:9]) and not name.startswith(f"{wnid}_"):
+                    self.ignore(f"{where}/{inner.name}", f"named for another class than {wnid}")
+                else:
+                    files.append((class_key(wnid, name), f"{wnid}/{name}", cid, inner.offset, inner.size, ""))
+            yield from self.emit_class(label, files, splits)
 
 
 def _int_option(options: dict, name: str, default: int) -> int:

@@ -20,6 +20,7 @@ from pathlib import Path
 
 from ..archive import Containers
 from ..catalog import Entry
+from ..metrics import SEVERITIES
 from .base import WNID, FileRef, Source, SourceError, safe_key, walk, walk_dir
 from .imagenet1k_labels import TABLE, real_extra, val_number
 
@@ -32,7 +33,7 @@ ARCHIVES = {
     "extra.tar": ("speckle_noise", "gaussian_blur", "spatter", "saturate"),
 }
 CORRUPTIONS = tuple(c for group in ARCHIVES.values() for c in group)
-SEVERITIES = (1, 2, 3, 4, 5)
+SEVERITY_NAMES = frozenset(str(s) for s in SEVERITIES)
 SPLITS = tuple(f"{c}-{s}" for c in CORRUPTIONS for s in SEVERITIES)
 
 
@@ -60,7 +61,7 @@ class ImageNetC(Source):
                 self.ignore(where, "not <corruption>/<severity>/<wnid>/<file>")
                 continue
             corruption, severity, wnid, name = parts[-4:]
-            if severity not in {str(s) for s in SEVERITIES} or not WNID.match(wnid):
+            if severity not in SEVERITY_NAMES or not WNID.match(wnid):
                 self.ignore(where, "not <corruption>/<1..5>/<wnid>/<file>")
                 continue
             split = split_name(corruption, int(severity))

@@ -17,6 +17,7 @@ The extracted top folder is accepted too. One split, ``validation``.
 
 from __future__ import annotations
 
+import functools
 import re
 from collections.abc import Iterator
 from pathlib import Path
@@ -46,7 +47,7 @@ class WnidSubsetSource(Source):
     def detect(cls, root: Path) -> bool:
         return (root / cls.archive).is_file() or (root / cls.top).is_dir()
 
-    @property
+    @functools.cached_property
     def subset_table(self) -> ClassTable:
         return ClassTable.load(self.subset)
 
