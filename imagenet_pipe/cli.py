@@ -18,7 +18,8 @@ def _split_sizes(text: str) -> int | dict[str, int]:
     return {k.strip(): int(v) for k, v in (part.split("=", 1) for part in text.split(","))}
 
 
-def _csv(text: str) -> list[str]:
+def csv_list(text: str) -> list[str]:
+    """argparse type: ``a, b,c`` -> ``["a", "b", "c"]``."""
     return [t.strip() for t in text.split(",") if t.strip()]
 
 
@@ -88,7 +89,7 @@ def build_parser() -> argparse.ArgumentParser:
                    "imagenet-sketch (see `imagenet-pipe datasets`)")
     c.add_argument("source", type=Path, help="folder holding the download as you got it (archives are not extracted)")
     c.add_argument("--out", type=Path, help="output folder (default: shards/<dataset>)")
-    c.add_argument("--splits", type=_csv, help="comma-separated splits (default: all the dataset has)")
+    c.add_argument("--splits", type=csv_list, help="comma-separated splits (default: all the dataset has)")
     c.add_argument("--workers", type=int, default=os.cpu_count(), help="processes (output is identical for any value)")
     c.add_argument("--seed", type=int, default=0, help="shuffle seed")
     size = c.add_mutually_exclusive_group()

@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import Any
 
 from . import __version__
+from .cli import csv_list
 
 PRECISIONS = ("auto", "float32", "float16", "bfloat16")
 SPEC_HELP = ("timm:<name>, tv:<name> (torchvision), a TorchScript or torch.save(model) file, "
@@ -38,7 +39,7 @@ def add_eval_parser(subparsers: argparse._SubParsersAction) -> argparse.Argument
                     "validation error.")
     e.add_argument("shards", nargs="+", type=Path, help="shard folder(s) written by `imagenet-pipe convert`")
     e.add_argument("--model", "-m", required=True, help=f"model: {SPEC_HELP}")
-    e.add_argument("--splits", type=lambda t: [s.strip() for s in t.split(",") if s.strip()],
+    e.add_argument("--splits", type=csv_list,
                    help="comma-separated splits or patterns, e.g. 'gaussian_noise-*' (default: all but train*)")
     e.add_argument("--preset", default="eval-224", help="loader preset (default eval-224)")
     e.add_argument("--backend", choices=("dali", "baseline"), default="dali")

@@ -37,8 +37,8 @@ import torch
 from torch import nn
 
 from .eval_cli import SPEC_HELP
+from .loaders.config import INTERPOLATIONS
 
-LOADER_INTERPOLATIONS = ("bilinear", "bicubic", "lanczos")
 PRETRAINED_CFG_FILE = "pretrained_cfg.json"  # TorchScript extra file with a timm-style config
 
 
@@ -125,7 +125,7 @@ def config_from_pretrained_cfg(cfg: Any) -> tuple[dict[str, Any], list[str]]:
     if crop_pct:
         out["crop_pct"] = float(crop_pct)
     interpolation = cfg.get("interpolation")
-    if interpolation in LOADER_INTERPOLATIONS:
+    if interpolation in INTERPOLATIONS:
         out["interpolation"] = interpolation
     elif interpolation:
         notes.append(f"interpolation {interpolation!r} is not available in the loader: preset value kept")
@@ -171,7 +171,7 @@ def _from_torchvision(name: str, spec: str) -> LoadedModel:
     data_config["size"] = crop
     data_config["crop_pct"] = crop / resize
     interpolation = str(getattr(preprocess.interpolation, "value", preprocess.interpolation)).lower()
-    if interpolation in LOADER_INTERPOLATIONS:
+    if interpolation in INTERPOLATIONS:
         data_config["interpolation"] = interpolation
     else:
         notes.append(f"interpolation {interpolation!r} is not available in the loader: preset value kept")

@@ -7,19 +7,16 @@ import shlex
 import sys
 from pathlib import Path
 
+from ..cli import csv_list
 from .options import DEFAULT_STAGES, PARITY, STAGES
 
 
-def _csv(text: str) -> list[str]:
-    return [t.strip() for t in text.split(",") if t.strip()]
-
-
 def _ints(text: str) -> list[int]:
-    return [int(t) for t in _csv(text)]
+    return [int(t) for t in csv_list(text)]
 
 
 def _floats(text: str) -> list[float]:
-    return [float(t) for t in _csv(text)]
+    return [float(t) for t in csv_list(text)]
 
 
 def _tune_space(args: argparse.Namespace) -> dict[str, list]:
@@ -57,9 +54,9 @@ def add_bench_parser(subparsers) -> argparse.ArgumentParser:
                     "bench.json and bench.png to --out.")
     b.add_argument("shards", type=Path, help="a folder written by `imagenet-pipe convert`")
     b.add_argument("--split", default="train", help="split to read (default train; eval presets may read it too)")
-    b.add_argument("--mode", type=_csv, help="train, eval or train,eval (default train,eval)")
+    b.add_argument("--mode", type=csv_list, help="train, eval or train,eval (default train,eval)")
     b.add_argument("--size", type=_ints, help="224, 384 or 224,384 (default 224)")
-    b.add_argument("--preset", type=_csv, help="presets or YAML paths instead of --mode x --size, e.g. "
+    b.add_argument("--preset", type=csv_list, help="presets or YAML paths instead of --mode x --size, e.g. "
                    "train-224,eval-224,eval-384")
     b.add_argument("--device", choices=("auto", "cpu", "gpu"), default="auto")
     b.add_argument("--cores", type=int, help="CPUs both loaders may use (pinned; default: all available)")
@@ -72,16 +69,17 @@ def add_bench_parser(subparsers) -> argparse.ArgumentParser:
     b.add_argument("--repeats", type=int, default=3, help="timed repeats per stage (median and spread)")
     b.add_argument("--warmup", type=int, default=3, help="untimed batches before each timed window")
     b.add_argument("--batches", type=int, default=20, help="timed batches per repeat (at most a pass)")
-    b.add_argument("--stages", type=_csv, help=f"subset of {','.join(STAGES)} (default {','.join(DEFAULT_STAGES)}; "
+    b.add_argument("--stages", type=csv_list, help=f"subset of {','.join(STAGES)} (default {','.join(DEFAULT_STAGES)}; "
                    "model and tune are added by --model-step and --tune; ops: CPU cost of each DALI operator)")
-    b.add_argument("--skip", type=_csv, help="stages to leave out")
+    b.add_argument("--skip", type=csv_list, help="stages to leave out")
     b.add_argument("--parity", choices=PARITY, default="both",
                    help="eval presets: DALI loader with pil_parity on, off, or both (default)")
     b.add_argument("--model-step", choices=("none", "fwd", "fwdbwd", "auto"), default="none",
                    help="also feed a model: forward, forward+backward+SGD step, or auto (fwdbwd for train "
                         "presets, fwd for eval)")
     b.add_argument("--model", default="tiny", help="tiny (built in), a torchvision name (resnet50) or timm:<name>")
-    b.add_argument("--model-backends", type=_csv, default=["dali"], help="loaders to feed the model (dali,baseline)")
+    b.add_argument("--model-backends", type=csv_list, default=["dali"],
+                   help="loaders to feed the model (dali,baseline)")
     b.add_argument("--ttfb-shards", type=int, default=1024, help="shards for the time-to-first-batch stage (0: skip)")
     b.add_argument("--ttfb-per-shard", type=int, default=4, help="samples per time-to-first-batch shard")
     b.add_argument("--ttfb-repeats", type=int, default=3)

@@ -36,11 +36,10 @@ def graphs(ctx: StageContext) -> dict[str, Callable]:
     """Named pipeline bodies (reader output -> images), for the preset's mode and size."""
     from nvidia.dali import fn, types
 
-    from ..loaders.dali import _eval_geometry, eval_decode_window, eval_resize_crop
+    from ..loaders.dali import _eval_geometry, eval_decode_window, eval_resize_crop, interp_type
 
     cfg = ctx.cfg
-    interp = {"bilinear": types.INTERP_LINEAR, "bicubic": types.INTERP_CUBIC,
-              "lanczos": types.INTERP_LANCZOS3}[cfg.interpolation]
+    interp = interp_type(cfg.interpolation)
     rgb = {"output_type": types.RGB, "adjust_orientation": False}
     norm = {"mean": [m * 255 for m in cfg.mean], "std": [s * 255 for s in cfg.std]}
     n = cfg.size

@@ -132,11 +132,9 @@ def read_dali(ctx: StageContext) -> dict[str, Any]:
 
 
 def _decoder_args(ctx: StageContext) -> dict[str, Any]:
-    from ..loaders.dali import GPU_DECODER_OPTIONS
+    from ..loaders.dali import decoder_options
 
-    if ctx.cuda:
-        return {"device": "mixed", "hw_decoder_load": ctx.cfg.hw_decoder_load, **GPU_DECODER_OPTIONS}
-    return {"device": "cpu"}
+    return decoder_options(ctx.cfg, ctx.cuda)
 
 
 def decode(ctx: StageContext, **decoder: Any) -> dict[str, Any]:
@@ -151,33 +149,12 @@ def decode(ctx: StageContext, **decoder: Any) -> dict[str, Any]:
 
 
 def decode_resize(ctx: StageContext) -> dict[str, Any]:
-    """The preset's geometry without normalisation, built from the loader's own pieces: train =
-    ROI random-crop decode + resize; eval = decode (on CPU, of the crop window only) + resize of the
-    shorter side and center crop (two passes with ``pil_parity``)."""
-    from nvidia.dali import fn, types
+    """The preset's geometry without normalisation: the loader's own :func:`decode_and_crop`."""
+    from ..loaders.dali import decode_and_crop
 
-    from ..loaders.dali import eval_decode_window, eval_resize_crop
-
-    cfg, args = ctx.cfg, _decoder_args(ctx)
-    interp = {"bilinear": types.INTERP_LINEAR, "bicubic": types.INTERP_CUBIC,
-              "lanczos": types.INTERP_LANCZOS3}[cfg.interpolation]
-
-    def graph(jpegs):
-        if cfg.mode == "train":
-            images = fn.decoders.image_random_crop(jpegs, output_type=types.RGB, random_area=list(cfg.scale),
-                                                   random_aspect_ratio=list(cfg.ratio), num_attempts=10,
-                                                   adjust_orientation=False, **args)
-            return fn.resize(images, resize_x=cfg.size, resize_y=cfg.size, interp_type=interp, antialias=True)
-        shape = fn.peek_image_shape(jpegs, adjust_orientation=False)
-        if ctx.cuda:
-            images = fn.decoders.image(jpegs, output_type=types.RGB, adjust_orientation=False,
-                                       jpeg_fancy_upsampling=True, **args)
-            window = None
-        else:
-            images, window = eval_decode_window(jpegs, shape, cfg)
-        return eval_resize_crop(images, shape, cfg, interp, window)
-
-    return {"img_s": summary(_run_pipeline(ctx, graph)), "pil_parity": cfg.pil_parity if cfg.mode == "eval" else None}
+    cfg = ctx.cfg
+    rates = _run_pipeline(ctx, lambda jpegs: decode_and_crop(jpegs, cfg, ctx.cuda))
+    return {"img_s": summary(rates), "pil_parity": cfg.pil_parity if cfg.mode == "eval" else None}
 
 
 # --- loaders ----------------------------------------------------------------------------------

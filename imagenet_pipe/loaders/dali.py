@@ -86,10 +86,6 @@ def build_pipeline(shards: ShardSet, cfg: LoaderConfig, rank: int = 0, world: in
 
     train = cfg.mode == "train"
     gpu = device_id is not None
-    decode_device = "mixed" if gpu else "cpu"
-    decoder_options = {"hw_decoder_load": cfg.hw_decoder_load, **GPU_DECODER_OPTIONS} if gpu else {}
-    interp = {"bilinear": types.INTERP_LINEAR, "bicubic": types.INTERP_CUBIC,
-              "lanczos": types.INTERP_LANCZOS3}[cfg.interpolation]
     out_dtype = {"float16": types.FLOAT16, "float32": types.FLOAT, "uint8": types.UINT8}[pipeline_dtype(cfg.dtype, gpu)]
     normalize = cfg.dtype != "uint8"
     mean = [m * 255 for m in cfg.mean] if normalize else [0.0]
@@ -113,25 +109,9 @@ def build_pipeline(shards: ShardSet, cfg: LoaderConfig, rank: int = 0, world: in
             data = jpegs
         else:
             data = types.Constant(placeholder, dtype=types.UINT8, device="cpu")
-        if train:
-            images = fn.decoders.image_random_crop(
-                data, device=decode_device, output_type=types.RGB, random_area=list(cfg.scale),
-                random_aspect_ratio=list(cfg.ratio), num_attempts=10, adjust_orientation=False, **decoder_options)
-            images = fn.resize(images, resize_x=cfg.size, resize_y=cfg.size, interp_type=interp, antialias=True)
-            mirror = fn.random.coin_flip(probability=cfg.hflip)
-            images = fn.crop_mirror_normalize(images, dtype=out_dtype, output_layout=layout, mean=mean, std=std,
-                                              mirror=mirror)
-        else:
-            shape = fn.peek_image_shape(data, adjust_orientation=False)
-            if gpu:
-                images = fn.decoders.image(data, device=decode_device, output_type=types.RGB,
-                                           adjust_orientation=False, jpeg_fancy_upsampling=True,  # as libjpeg/Pillow
-                                           **decoder_options)
-                window = None
-            else:  # CPU: decode only the part of the image the crop reads (not tried with nvJPEG's HW decoder)
-                images, window = eval_decode_window(data, shape, cfg)
-            images = eval_resize_crop(images, shape, cfg, interp, window)
-            images = fn.crop_mirror_normalize(images, dtype=out_dtype, output_layout=layout, mean=mean, std=std)
+        images = decode_and_crop(data, cfg, gpu)
+        flip = {"mirror": fn.random.coin_flip(probability=cfg.hflip)} if train else {}
+        images = fn.crop_mirror_normalize(images, dtype=out_dtype, output_layout=layout, mean=mean, std=std, **flip)
         labels = fn.pad(cls, fill_value=0, shape=[LABEL_BYTES], axes=[0])
         if gpu:
             labels = labels.gpu()  # parsed to int64 on the GPU, beside the images
@@ -139,6 +119,43 @@ def build_pipeline(shards: ShardSet, cfg: LoaderConfig, rank: int = 0, world: in
         return images, labels, cls, ok
 
     return pipeline()
+
+
+def interp_type(name: str):
+    from nvidia.dali import types
+
+    return {"bilinear": types.INTERP_LINEAR, "bicubic": types.INTERP_CUBIC, "lanczos": types.INTERP_LANCZOS3}[name]
+
+
+def decoder_options(cfg: LoaderConfig, gpu: bool) -> dict:
+    """Decoder device and, on GPU, the hardware decoder's share and preallocated buffers."""
+    if gpu:
+        return {"device": "mixed", "hw_decoder_load": cfg.hw_decoder_load, **GPU_DECODER_OPTIONS}
+    return {"device": "cpu"}
+
+
+def decode_and_crop(data, cfg: LoaderConfig, gpu: bool):
+    """The preset's geometry, up to (not including) normalisation; shared with the profiler's
+    decode + crop/resize stage. Train: ROI random-crop decode + resize to ``size``. Eval: decode (on
+    CPU, of the crop window only: not tried with nvJPEG's hardware decoder), then the shorter side
+    resized and the center crop taken (:func:`eval_resize_crop`)."""
+    from nvidia.dali import fn, types
+
+    options = decoder_options(cfg, gpu)
+    interp = interp_type(cfg.interpolation)
+    if cfg.mode == "train":
+        images = fn.decoders.image_random_crop(
+            data, output_type=types.RGB, random_area=list(cfg.scale), random_aspect_ratio=list(cfg.ratio),
+            num_attempts=10, adjust_orientation=False, **options)
+        return fn.resize(images, resize_x=cfg.size, resize_y=cfg.size, interp_type=interp, antialias=True)
+    shape = fn.peek_image_shape(data, adjust_orientation=False)
+    if gpu:
+        images = fn.decoders.image(data, output_type=types.RGB, adjust_orientation=False,
+                                   jpeg_fancy_upsampling=True, **options)  # as libjpeg / Pillow do
+        window = None
+    else:
+        images, window = eval_decode_window(data, shape, cfg)
+    return eval_resize_crop(images, shape, cfg, interp, window)
 
 
 def _well_formed(jpegs, cls):
