@@ -31,7 +31,7 @@ import sys
 import time
 from collections.abc import Sequence
 from contextlib import nullcontext
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -40,7 +40,7 @@ import torch
 
 from . import __version__
 from .eval_cli import PRECISIONS
-from .loaders import DistInfo, LoaderConfig, build_loader, dist_info, resolve_config
+from .loaders import DistInfo, LoaderConfig, dist_info, make_loader, resolve_config
 from .loaders.common import resolve_device
 from .loaders.shardset import ShardSet
 from .metrics import corruption_summary, real_accuracy, topk_accuracy
@@ -395,8 +395,7 @@ def evaluate(root: str | Path, model: str | torch.nn.Module | LoadedModel, split
     subset_label = info.get("subset_label", "label_200") if subset else None
     subset_t = torch.as_tensor(subset, dtype=torch.long) if subset else None
     keep_logits = save_logits is not None
-    overrides = {k: getattr(cfg, k) for k in asdict(cfg) if k not in ("mode", "return_keys")}
-    overrides["dtype"] = loader_dtype
+    loader_cfg = replace(cfg, mode="eval", return_keys=True, dtype=loader_dtype)
 
     shardsets = {s: ShardSet.open(folder.root, s) for s in chosen}
     mine = sum(len(range(*ss.rank_range(dist.rank, dist.world_size))) for ss in shardsets.values())
@@ -414,8 +413,7 @@ def evaluate(root: str | Path, model: str | torch.nn.Module | LoadedModel, split
         for split in chosen:
             if bar is not None:
                 bar.set_description(f"{folder.dataset} {split}")
-            loader = build_loader(folder.root, split, preset or "eval-224", backend=backend, dist=dist,
-                                  mode="eval", return_keys=True, **overrides)
+            loader = make_loader(shardsets[split], loader_cfg, backend, dist)
             try:
                 if device != loader.device:
                     device = loader.device

@@ -51,14 +51,9 @@ def prepare(work: str | Path, source: str | Path, split: str, count: int, per_sh
 
 def _first_batch(shards: ShardSet, cfg: LoaderConfig, backend: str) -> float:
     start = time.perf_counter()
-    if backend == "dali":
-        from ..loaders.dali import DaliLoader
+    from ..loaders import make_loader
 
-        ldr = DaliLoader(shards, cfg, SINGLE)
-    else:
-        from ..loaders.baseline import BaselineLoader
-
-        ldr = BaselineLoader(shards, cfg, SINGLE)
+    ldr = make_loader(shards, cfg, backend, SINGLE)
     it = iter(ldr)
     batch = next(it)
     if batch.images.is_cuda:

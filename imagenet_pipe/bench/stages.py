@@ -160,14 +160,9 @@ def decode_resize(ctx: StageContext) -> dict[str, Any]:
 # --- loaders ----------------------------------------------------------------------------------
 
 def make_loader(ctx: StageContext, backend: str, **overrides: Any):
-    cfg = replace(ctx.cfg, **overrides)
-    if backend == "dali":
-        from ..loaders.dali import DaliLoader
+    from ..loaders import make_loader as new_loader
 
-        return DaliLoader(ctx.shards, cfg, SINGLE)
-    from ..loaders.baseline import BaselineLoader
-
-    return BaselineLoader(ctx.shards, cfg, SINGLE)
+    return new_loader(ctx.shards, replace(ctx.cfg, **overrides), backend, SINGLE)
 
 
 def loader(ctx: StageContext, backend: str, **overrides: Any) -> dict[str, Any]:

@@ -24,8 +24,12 @@ def build_loader(root: str | Path, split: str = "train", preset: str | Path | No
     """
     if preset is None:
         preset = "train-224" if split.startswith("train") else "eval-224"
-    cfg = resolve_config(preset, **overrides)
-    shards = ShardSet.open(root, split)
+    return make_loader(ShardSet.open(root, split), resolve_config(preset, **overrides), backend, dist)
+
+
+def make_loader(shards: ShardSet, cfg: LoaderConfig, backend: str = "dali", dist: DistInfo | None = None):
+    """The loader of ``backend`` over an opened shard set and a resolved config (what
+    :func:`build_loader` does after resolving; for callers that already hold both)."""
     if backend == "dali":
         from .dali import DaliLoader
 
@@ -38,4 +42,5 @@ def build_loader(root: str | Path, split: str = "train", preset: str | Path | No
 
 
 __all__ = ["BACKENDS", "Batch", "DistInfo", "KeyedBatch", "LoaderConfig", "LoaderDataError", "ShardSet",
-           "build_loader", "dist_info", "resolve_config"]
+           "build_loader", "dist_info", "make_loader",
+           "resolve_config"]
