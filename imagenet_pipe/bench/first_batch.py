@@ -29,10 +29,10 @@ def _shardset(root: Path, tars: list[str], per_shard: int) -> ShardSet:
 def prepare(work: str | Path, source: str | Path, split: str, count: int, per_shard: int,
             tiny_images: bool = False) -> tuple[ShardSet, ShardSet]:
     """(with .idx, without .idx) shard sets over the same ``count`` tars (hard links where possible)."""
-    from ..loaders.dali import _placeholder_jpeg
+    from ..loaders.reader import placeholder_jpeg
 
     work = Path(work)
-    image = _placeholder_jpeg().tobytes() if tiny_images else None
+    image = placeholder_jpeg() if tiny_images else None
     tars, _ = make_many_shards(work / f"idx-{count}x{per_shard}", source, split, count, per_shard, image=image)
     bare = work / f"noidx-{count}x{per_shard}"
     bare.mkdir(parents=True, exist_ok=True)
@@ -72,7 +72,7 @@ def time_to_first_batch(work: str | Path, source: str | Path, split: str, cfg: L
                         per_shard: int = 4, repeats: int = 3, baseline: bool = True,
                         tiny_images: bool = False) -> dict[str, Any]:
     """Seconds from nothing to the first batch, median of ``repeats`` fresh loaders each way.
-    The batch size is capped at the shard set's size; the train shuffle buffer at its sample count."""
+    The batch size is capped at the shard set's size."""
     t0 = time.perf_counter()
     import nvidia.dali  # noqa: F401 - the one-off import, reported apart from the per-loader time
 
@@ -81,7 +81,7 @@ def time_to_first_batch(work: str | Path, source: str | Path, split: str, cfg: L
     with_idx, without = prepare(work, source, split, count, per_shard, tiny_images)
     prepare_s = time.perf_counter() - t0
     total = count * per_shard
-    cfg = replace(cfg, batch_size=min(cfg.batch_size, total), shuffle_buffer=min(cfg.shuffle_buffer, total))
+    cfg = replace(cfg, batch_size=min(cfg.batch_size, total))
     _first_batch(with_idx, cfg, "dali")  # untimed: first pipeline of the process (plugin and thread set-up)
     out: dict[str, Any] = {"shards": count, "samples_per_shard": per_shard, "mode": cfg.mode,
                            "images": "16x16 JPEGs" if tiny_images else f"copies of {split} samples",

@@ -5,8 +5,9 @@ other work on a shared machine, and it is what a core budget pays.
 
 Rows cover the choices the loader makes and the alternatives it does not take: whole vs ROI
 decoding, libjpeg's fast IDCT, antialiased vs plain resize, float16 vs float32 out of
-``crop_mirror_normalize``, and for eval the resize-then-crop of the original pipeline against the
-ROI resize (and window decode) the loader uses now, with and without ``pil_parity``.
+``crop_mirror_normalize``, and for eval the window decode and ROI resize with the preset's
+``pil_parity``; plus the loader's Python-side work per batch (reading by offset, byte checks and
+the per-sample geometry that the graph receives instead of computing it in DALI operators).
 """
 
 from __future__ import annotations
@@ -16,27 +17,51 @@ from collections.abc import Callable
 from dataclasses import replace
 from typing import Any
 
-from .stages import StageContext, _pipeline
+from .stages import StageContext
 
 
-def _measure(ctx: StageContext, graph: Callable, batches: int) -> dict[str, float]:
-    pipe = _pipeline(ctx, graph)
-    for _ in range(ctx.warmup):
-        pipe.run()
-    bs = ctx.cfg.batch_size
+def _measure(ctx: StageContext, graph: Callable | None, batches: int) -> dict[str, float]:
+    from ..loaders.dali import StagePipeline
+
+    pipe = StagePipeline(ctx.shards, ctx.cfg, ctx.device_id, graph)
+    try:
+        for _ in range(ctx.warmup):
+            pipe.run()
+        cpu, wall, images = time.process_time(), time.perf_counter(), 0
+        for _ in range(batches):
+            images += pipe.run()
+        cpu, wall = time.process_time() - cpu, time.perf_counter() - wall
+    finally:
+        pipe.close()
+    return {"cpu_ms_per_img": round(cpu / images * 1e3, 4), "img_s": round(images / wall, 1)}
+
+
+def _python_side(ctx: StageContext, batches: int) -> dict[str, float]:
+    """The loader's per-batch Python work (read by offset, byte checks, geometry) without DALI."""
+    from ..loaders.dali import source_arrays
+    from ..loaders.plan import EpochPlan, PlanArgs
+    from ..loaders.reader import SampleReader
+
+    cfg = ctx.cfg
+    plan = EpochPlan(PlanArgs(ctx.shards.num_samples, ctx.shards.lengths, cfg.batch_size, 1, 0, cfg.mode == "train",
+                              cfg.seed, cfg.shuffle_block), 0)
+    reader, images = SampleReader(ctx.shards), 0
     cpu, wall = time.process_time(), time.perf_counter()
-    for _ in range(batches):
-        pipe.run()
+    for i in range(min(batches, plan.steps)):
+        fetched = reader.read(plan.batch(i))
+        source_arrays(cfg, ctx.cuda, 0, fetched)
+        images += len(fetched.ids)
     cpu, wall = time.process_time() - cpu, time.perf_counter() - wall
-    del pipe
-    return {"cpu_ms_per_img": round(cpu / (batches * bs) * 1e3, 4), "img_s": round(batches * bs / wall, 1)}
+    reader.close()
+    return {"cpu_ms_per_img": round(cpu / max(images, 1) * 1e3, 4), "img_s": round(images / wall, 1)}
 
 
-def graphs(ctx: StageContext) -> dict[str, Callable]:
-    """Named pipeline bodies (reader output -> images), for the preset's mode and size."""
+def graphs(ctx: StageContext) -> dict[str, Callable | None]:
+    """Named pipeline bodies (the loader's source inputs -> images), for the preset's mode and
+    size; ``None`` is the loader's whole graph."""
     from nvidia.dali import fn, types
 
-    from ..loaders.dali import _eval_geometry, eval_decode_window, eval_resize_crop, interp_type
+    from ..loaders.dali_graph import decode_and_crop, interp_type
 
     cfg = ctx.cfg
     interp = interp_type(cfg.interpolation)
@@ -44,75 +69,51 @@ def graphs(ctx: StageContext) -> dict[str, Callable]:
     norm = {"mean": [m * 255 for m in cfg.mean], "std": [s * 255 for s in cfg.std]}
     n = cfg.size
 
-    def whole(j, **kw):
-        return fn.decoders.image(j, **rgb, **kw)
+    def whole(x, **kw):
+        return fn.decoders.image(x["jpegs"], **rgb, **kw)
 
-    def rrc(j, **kw):
-        return fn.decoders.image_random_crop(j, **rgb, random_area=list(cfg.scale), random_aspect_ratio=list(cfg.ratio),
-                                             num_attempts=10, **kw)
-
-    def resized(j, antialias=True):
-        return fn.resize(rrc(j), resize_x=n, resize_y=n, interp_type=interp, antialias=antialias)
-
-    out: dict[str, Callable] = {
-        "read": lambda j: j,
+    out: dict[str, Callable | None] = {
+        "read (into DALI)": lambda x: x["jpegs"],
         "decode whole": whole,
-        "decode whole, fast IDCT": lambda j: whole(j, use_fast_idct=True),
+        "decode whole, fast IDCT": lambda x: whole(x, use_fast_idct=True),
     }
     if cfg.mode == "train":
+        def crop(x, **kw):
+            return fn.decoders.image_slice(x["jpegs"], start=x["crop_start"], end=x["crop_end"], axis_names="HW",
+                                           **rgb, **kw)
+
+        def resized(x, antialias=True):
+            return fn.resize(crop(x), resize_x=n, resize_y=n, interp_type=interp, antialias=antialias)
+
         out.update({
-            "decode ROI (random crop)": rrc,
-            "decode ROI, fast IDCT": lambda j: rrc(j, use_fast_idct=True),
+            "decode ROI (crop window)": crop,
+            "decode ROI, fast IDCT": lambda x: crop(x, use_fast_idct=True),
             "+ resize (antialias)": resized,
-            "+ resize (no antialias)": lambda j: resized(j, antialias=False),
-            "+ resize + normalize -> float16": lambda j: fn.crop_mirror_normalize(
-                resized(j), dtype=types.FLOAT16, mirror=fn.random.coin_flip(), **norm),
-            "+ resize + normalize -> float32": lambda j: fn.crop_mirror_normalize(
-                resized(j), dtype=types.FLOAT, mirror=fn.random.coin_flip(), **norm),
+            "+ resize (no antialias)": lambda x: resized(x, antialias=False),
+            "+ resize + flip/normalize -> float16": lambda x: fn.crop_mirror_normalize(
+                resized(x), dtype=types.FLOAT16, mirror=x["flip"], **norm),
+            "+ resize + flip/normalize -> float32 (the loader)": None,
         })
         return out
-
-    def shape(j):
-        return fn.peek_image_shape(j, adjust_orientation=False)
-
-    def fancy(j):
-        return whole(j, jpeg_fancy_upsampling=True)
-
-    def resize_then_crop(j, parity):  # the pipeline before the ROI resize
-        s = shape(j)
-        out_h, out_w, pos_y, pos_x = _eval_geometry(s, cfg.resize_shorter, n)
-        images = fancy(j)
-        if parity:
-            images = fn.resize(images, resize_x=out_w, resize_y=fn.cast(s[0], dtype=types.FLOAT), interp_type=interp)
-        images = fn.resize(images, resize_x=out_w, resize_y=out_h, interp_type=interp)
-        return fn.crop(images, crop=(n, n), crop_pos_x=pos_x, crop_pos_y=pos_y)
-
-    def roi(j, parity, window):
-        s = shape(j)
-        c = replace(cfg, pil_parity=parity)
-        if window:
-            images, win = eval_decode_window(j, s, c)
-        else:
-            images, win = fancy(j), None
-        return eval_resize_crop(images, s, c, interp, win)
-
+    parity_off = replace(cfg, pil_parity=False)
     out.update({
-        "decode whole, fancy upsampling": fancy,
-        "decode crop window (fancy)": lambda j: eval_decode_window(j, shape(j), cfg)[0],
-        "resize then crop, parity off": lambda j: resize_then_crop(j, False),
-        "ROI resize, parity off": lambda j: roi(j, False, False),
-        "ROI resize + window decode, parity off": lambda j: roi(j, False, True),
-        "resize then crop, parity on": lambda j: resize_then_crop(j, True),
-        "ROI resize, parity on": lambda j: roi(j, True, False),
-        "ROI resize + window decode, parity on": lambda j: roi(j, True, True),
+        "decode whole, fancy upsampling": lambda x: whole(x, jpeg_fancy_upsampling=True),
+        "decode crop window (fancy)": lambda x: fn.decoders.image_slice(
+            x["jpegs"], start=x["decode_start"], end=x["decode_end"], axis_names="HW", jpeg_fancy_upsampling=True,
+            **rgb),
+        "+ ROI resize, parity off": (lambda x: decode_and_crop(x, parity_off, False)) if not cfg.pil_parity else None,
+        "+ ROI resize, parity on": (lambda x: decode_and_crop(x, cfg, False)) if cfg.pil_parity else None,
+        "+ normalize (the loader)": None,
     })
-    return out
+    return {k: v for k, v in out.items() if v is not None or k.endswith("(the loader)")}
 
 
 def op_costs(ctx: StageContext, batches: int | None = None) -> dict[str, Any]:
-    """CPU ms per image and wall img/s of each row of :func:`graphs` (CPU pipelines only)."""
+    """CPU ms per image and wall img/s of each row of :func:`graphs` (CPU pipelines only), and of
+    the loader's Python-side work per batch."""
     if ctx.cuda:
         return {"skipped": "the ops stage profiles DALI's CPU operators (run it with --device cpu)"}
     n = batches or ctx.batches
-    return {"rows": {name: _measure(ctx, g, n) for name, g in graphs(ctx).items()}, "batches": n,
-            "batch_size": ctx.cfg.batch_size, "threads": ctx.cfg.threads}
+    rows = {"python: read + checks + geometry": _python_side(ctx, n)}
+    rows.update({name: _measure(ctx, g, n) for name, g in graphs(ctx).items()})
+    return {"rows": rows, "batches": n, "batch_size": ctx.cfg.batch_size, "threads": ctx.cfg.threads}

@@ -1,15 +1,16 @@
 """The measured stages, each on the same shards and the same cores:
 
 * ``read_files``: plain sequential reads of the shard files (MB/s, samples/s);
-* ``read_dali``: DALI's webdataset reader alone (samples/s, MB/s of JPEG payload);
+* ``read_dali``: the loader's reading alone, samples handed to DALI (samples/s, MB/s of JPEG payload);
 * ``decode``: reader + JPEG decoder, nothing else: the decode-only ceiling of this machine;
 * ``decode_resize``: reader + decoder + the preset's crop/resize geometry (no normalisation);
 * ``loader_dali`` / ``loader_baseline``: the full loaders to device tensors (``build_loader``'s
   two backends), also ``loader_dali_no_parity`` for eval presets (``pil_parity`` off);
 * ``model``: a loader feeding a model step, against the model alone on one resident batch.
 
-DALI stage pipelines use the loader's own reader settings, decoder options and thread count, so
-that the stages differ from the loader only by what they leave out.
+DALI stage pipelines use the loader's own reader, external source, decoder options and thread count
+(:class:`imagenet_pipe.loaders.dali.StagePipeline`), so that the stages differ from the loader only
+by what they leave out.
 """
 
 from __future__ import annotations
@@ -87,73 +88,44 @@ def read_files(ctx: StageContext, max_bytes: int = 512 << 20) -> dict[str, Any]:
             "files": len(paths), "bytes_per_pass": passes[0][1]}
 
 
-def _reader(fn, ctx: StageContext):
-    cfg, train = ctx.cfg, ctx.cfg.mode == "train"
-    return fn.readers.webdataset(
-        paths=ctx.shards.paths, index_paths=ctx.shards.index_paths, ext=["jpg", "cls"],
-        missing_component_behavior="empty", name="Reader", random_shuffle=train, initial_fill=cfg.shuffle_buffer,
-        shuffle_after_epoch=train, stick_to_shard=not train)
-
-
-def _pipeline(ctx: StageContext, graph):
-    from nvidia.dali import pipeline_def
-
-    cfg = ctx.cfg
-
-    @pipeline_def(batch_size=cfg.batch_size, num_threads=cfg.threads, device_id=ctx.device_id, seed=cfg.seed,
-                  prefetch_queue_depth=cfg.prefetch)
-    def pipe():
-        from nvidia.dali import fn
-
-        jpegs, _ = _reader(fn, ctx)
-        return graph(jpegs)
-
-    p = pipe()
-    p.build()
-    return p
-
-
 def _run_pipeline(ctx: StageContext, graph) -> list[float]:
-    pipe = _pipeline(ctx, graph)  # freed (threads and buffers) when this function returns
-    bs = ctx.cfg.batch_size
+    """Rates of the loader's own reader and source feeding ``graph`` (inputs dict -> output)."""
+    from ..loaders.dali import StagePipeline
 
-    def step() -> int:
-        pipe.run()
-        return bs
-
-    return time_stream(step, warmup=ctx.warmup, batches=ctx.batches, repeats=ctx.repeats, sync=ctx.sync)
+    pipe = StagePipeline(ctx.shards, ctx.cfg, ctx.device_id, graph)
+    try:
+        return time_stream(pipe.run, warmup=ctx.warmup, batches=ctx.batches, repeats=ctx.repeats, sync=ctx.sync)
+    finally:
+        pipe.close()
 
 
 def read_dali(ctx: StageContext) -> dict[str, Any]:
-    rates = _run_pipeline(ctx, lambda jpegs: jpegs)
+    """The loader's reading alone: the epoch plan's samples read by offset, checked and handed to DALI."""
+    rates = _run_pipeline(ctx, lambda inputs: inputs["jpegs"])
     per = jpeg_bytes_per_sample(ctx.shards)
     return {"img_s": summary(rates), "mb_s": summary([r * per / 1e6 for r in rates], "MB/s"),
             "jpeg_bytes_per_sample": round(per)}
-
-
-def _decoder_args(ctx: StageContext) -> dict[str, Any]:
-    from ..loaders.dali import decoder_options
-
-    return decoder_options(ctx.cfg, ctx.cuda)
 
 
 def decode(ctx: StageContext, **decoder: Any) -> dict[str, Any]:
     """Whole-image decoding and nothing after it (``decoder``: extra decoder arguments)."""
     from nvidia.dali import fn, types
 
-    args = {**_decoder_args(ctx), **decoder}
-    rates = _run_pipeline(ctx, lambda jpegs: fn.decoders.image(jpegs, output_type=types.RGB,
-                                                               adjust_orientation=False, **args))
+    from ..loaders.dali_graph import decoder_options
+
+    args = {**decoder_options(ctx.cfg, ctx.cuda), **decoder}
+    rates = _run_pipeline(ctx, lambda inputs: fn.decoders.image(inputs["jpegs"], output_type=types.RGB,
+                                                                adjust_orientation=False, **args))
     return {"img_s": summary(rates), "decoder": {k: v for k, v in args.items() if not k.endswith(("_hint",
                                                                                                     "_padding"))}}
 
 
 def decode_resize(ctx: StageContext) -> dict[str, Any]:
     """The preset's geometry without normalisation: the loader's own :func:`decode_and_crop`."""
-    from ..loaders.dali import decode_and_crop
+    from ..loaders.dali_graph import decode_and_crop
 
     cfg = ctx.cfg
-    rates = _run_pipeline(ctx, lambda jpegs: decode_and_crop(jpegs, cfg, ctx.cuda))
+    rates = _run_pipeline(ctx, lambda inputs: decode_and_crop(inputs, cfg, ctx.cuda))
     return {"img_s": summary(rates), "pil_parity": cfg.pil_parity if cfg.mode == "eval" else None}
 
 

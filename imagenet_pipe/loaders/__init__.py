@@ -6,21 +6,23 @@ from pathlib import Path
 from typing import Any
 
 from .common import Batch, KeyedBatch, LoaderDataError
-from .config import LoaderConfig, resolve_config
-from .shardset import DistInfo, ShardSet, dist_info
+from .config import LoaderConfig, LoaderConfigError, resolve_config
+from .shardset import DistInfo, ShardSet, ShardSetError, dist_info
 
 BACKENDS = ("dali", "baseline")
 
 
-def build_loader(root: str | Path, split: str = "train", preset: str | Path | None = None, *,
+def build_loader(root: str | Path, split: str = "train", preset: str | Path | LoaderConfig | None = None, *,
                  backend: str = "dali", dist: DistInfo | None = None, **overrides: Any):
-    """An iterable of ``(images, labels)`` batches over one split of a shard folder.
+    """An iterable of ``(images, labels)`` batches over one split of a shard folder, one epoch per
+    ``iter()``, with ``len()``, ``set_epoch(e)``, ``state_dict()`` and ``load_state_dict(state)``.
 
-    ``preset``: a YAML preset from ``configs/`` (``train-224``, ``eval-224``, ``eval-384``, ...) or a
-    path; default ``train-224`` for splits named ``train*``, else ``eval-224``. ``overrides``: any
-    :class:`LoaderConfig` field (``batch_size=128``, ``device="cpu"``, ``dtype="bfloat16"``,
-    ``return_keys=True``, ...). Rank and world size come from torchrun's environment (or ``dist``).
-    ``backend="baseline"`` gives the webdataset + Pillow + DataLoader loader with the same API.
+    ``preset``: a YAML preset from ``configs/`` (``train-224``, ``eval-224``, ``eval-384``, ...), a
+    path, or a :class:`LoaderConfig`; default ``train-224`` for splits named ``train*``, else
+    ``eval-224``. ``overrides``: any :class:`LoaderConfig` field (``batch_size=128``,
+    ``device="cuda:1"``, ``dtype="bfloat16"``, ``return_keys=True``, ...). Rank and world size come
+    from torchrun's environment (or ``dist``). ``backend="baseline"`` gives the Pillow + DataLoader
+    loader with the same API and the same epochs.
     """
     if preset is None:
         preset = "train-224" if split.startswith("train") else "eval-224"
@@ -38,9 +40,8 @@ def make_loader(shards: ShardSet, cfg: LoaderConfig, backend: str = "dali", dist
         from .baseline import BaselineLoader
 
         return BaselineLoader(shards, cfg, dist)
-    raise ValueError(f"backend must be one of {BACKENDS}, not {backend!r}")
+    raise LoaderConfigError(f"backend must be one of {BACKENDS}, not {backend!r}")
 
 
-__all__ = ["BACKENDS", "Batch", "DistInfo", "KeyedBatch", "LoaderConfig", "LoaderDataError", "ShardSet",
-           "build_loader", "dist_info", "make_loader",
-           "resolve_config"]
+__all__ = ["BACKENDS", "Batch", "DistInfo", "KeyedBatch", "LoaderConfig", "LoaderConfigError", "LoaderDataError",
+           "ShardSet", "ShardSetError", "build_loader", "dist_info", "make_loader", "resolve_config"]

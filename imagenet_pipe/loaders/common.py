@@ -1,18 +1,15 @@
-"""What both loader backends share: the batch type, label parsing, output formatting, bad-sample
-diagnosis."""
+"""What both loader backends share: the batch types, the error type, device resolution, output
+formatting."""
 
 from __future__ import annotations
 
-import io
-from pathlib import Path
+import os
 from typing import NamedTuple
 
 import torch
 
-from ..shards import idx_name, read_idx
-from .config import LoaderConfig
-
-LABEL_BYTES = 8  # .cls is ASCII decimal; 8 digits cover every ImageNet label space
+from ..errors import ImagenetPipeError
+from .config import LoaderConfig, LoaderConfigError, parse_device
 
 
 class Batch(NamedTuple):
@@ -20,24 +17,25 @@ class Batch(NamedTuple):
     labels: torch.Tensor  # int64, same device
 
 
-class KeyedBatch(NamedTuple):
-    images: torch.Tensor
-    labels: torch.Tensor
-    keys: list[str]  # sample keys (file name stems), to map predictions back to files
+class KeyedBatch(Batch):
+    """A :class:`Batch` (still ``images, labels = batch``) with ``keys``: each sample's key (file
+    name stem), to map predictions back to files."""
+
+    keys: list[str]
+
+    @classmethod
+    def of(cls, images: torch.Tensor, labels: torch.Tensor, keys: list[str]) -> KeyedBatch:
+        batch = cls(images, labels)
+        batch.keys = keys
+        return batch
 
 
-class LoaderDataError(RuntimeError):
+class LoaderDataError(ImagenetPipeError, RuntimeError):
     """A bad sample was met while loading; the message names the shard and the key."""
 
 
-def parse_labels(ascii_digits: torch.Tensor) -> torch.Tensor:
-    """[N, 8] uint8 ASCII digits, zero-padded on the right -> int64 labels, on the same device."""
-    digits = ascii_digits.to(torch.int64)
-    valid = digits != 0
-    values = torch.where(valid, digits - ord("0"), torch.zeros_like(digits))
-    count = valid.sum(dim=1, keepdim=True)
-    exponent = (count - 1 - torch.arange(digits.shape[1], device=digits.device)).clamp(min=0)
-    return (values * torch.pow(10, exponent) * valid).sum(dim=1)
+def make_batch(images: torch.Tensor, labels: torch.Tensor, keys: list[str], cfg: LoaderConfig) -> Batch:
+    return KeyedBatch.of(images, labels, keys) if cfg.return_keys else Batch(images, labels)
 
 
 def finish_images(images: torch.Tensor, cfg: LoaderConfig, layout: str) -> torch.Tensor:
@@ -56,40 +54,25 @@ def finish_images(images: torch.Tensor, cfg: LoaderConfig, layout: str) -> torch
     return images
 
 
-def resolve_device(cfg: LoaderConfig, local_rank: int) -> int | None:
-    """CUDA device id for "mixed" decoding, or None for the CPU pipeline."""
-    if cfg.device == "cpu":
+def resolve_device(cfg: LoaderConfig, local_rank: int | None = None) -> int | None:
+    """The CUDA device index to decode and deliver on, or None for the CPU pipeline.
+
+    "auto" and "gpu"/"cuda" without an index take the ``LOCAL_RANK``-th GPU under torchrun (or
+    ``local_rank`` when given), else torch's current device."""
+    kind, index = parse_device(cfg.device)
+    if kind == "cpu":
         return None
     available = torch.cuda.is_available()
-    if cfg.device == "gpu" and not available:
-        raise ValueError("device='gpu' was requested but CUDA is not available; use device='cpu' or 'auto'")
-    return local_rank % torch.cuda.device_count() if available else None
-
-
-def diagnose(shard: str | Path, key: str) -> str:
-    """Why a sample is unusable, read straight from its shard (used only for error messages)."""
-    from PIL import Image
-
-    shard = Path(shard)
-    try:
-        samples = read_idx(shard.with_name(idx_name(shard.name)))
-    except (OSError, ValueError):
-        return "cannot be inspected (no readable .idx)"
-    for components in samples:
-        if components[0].name.split(".", 1)[0] != key:
-            continue
-        by_ext = {c.ext: c for c in components}
-        missing = [ext for ext in ("jpg", "cls") if ext not in by_ext]
-        if missing:
-            return f"has no {' or '.join(missing)} member"
-        jpg = by_ext["jpg"]
-        with open(shard, "rb") as f:
-            f.seek(jpg.offset)
-            data = f.read(jpg.size)
-        try:
-            img = Image.open(io.BytesIO(data))
-            img.load()
-        except Exception as e:
-            return f"image does not decode ({e})"
-        return "image decodes with Pillow but not with DALI"
-    return "is not listed in the shard's index"
+    if not available:
+        if kind == "gpu":
+            raise LoaderConfigError(f"device={cfg.device!r} was requested but CUDA is not available; "
+                                    "use device='cpu' or 'auto'")
+        return None
+    count = torch.cuda.device_count()
+    if index is None:
+        if local_rank is None and "LOCAL_RANK" in os.environ:
+            local_rank = int(os.environ["LOCAL_RANK"])
+        index = local_rank % count if local_rank is not None else torch.cuda.current_device()
+    if not 0 <= index < count:
+        raise LoaderConfigError(f"device={cfg.device!r}: this machine has {count} CUDA device(s)")
+    return index

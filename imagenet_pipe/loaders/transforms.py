@@ -3,20 +3,19 @@ transforms and the reference the DALI pipeline is checked against.
 
 Eval follows torchvision / timm exactly: ``Resize(floor(size / crop_pct))`` on the shorter side
 (long side ``int(s * long / short)``), ``CenterCrop(size)`` (offset ``int(round((d) / 2))``).
-Train follows torchvision's ``RandomResizedCrop`` (10 attempts, then a clamped center crop) and a
-horizontal flip.
+Train executes the crop boxes and flips drawn by :mod:`.geometry` (torchvision's
+``RandomResizedCrop`` and a horizontal flip), the same ones the DALI loader executes.
 """
 
 from __future__ import annotations
 
 import io
-import math
-import random
 
 import numpy as np
 from PIL import Image
 
 from .config import LoaderConfig
+from .geometry import eval_resize
 
 PIL_FILTERS = {"bilinear": Image.BILINEAR, "bicubic": Image.BICUBIC, "lanczos": Image.LANCZOS}
 
@@ -27,15 +26,10 @@ def decode_rgb(data: bytes) -> Image.Image:
 
 
 def eval_geometry(width: int, height: int, cfg: LoaderConfig) -> tuple[tuple[int, int], tuple[int, int]]:
-    """((resized width, height), (crop left, top))."""
-    shorter = cfg.resize_shorter
-    if width <= height:
-        new_w, new_h = shorter, int(shorter * height / width)
-    else:
-        new_w, new_h = int(shorter * width / height), shorter
-    left = round((new_w - cfg.size) / 2.0)  # Python rounds .5 to even, as torchvision does
-    top = round((new_h - cfg.size) / 2.0)
-    return (new_w, new_h), (left, top)
+    """((resized width, height), (crop left, top)): the arithmetic of :func:`.geometry.eval_resize`."""
+    out_w, out_h, left, top = (int(v[0]) for v in eval_resize(np.array([width]), np.array([height]),
+                                                               cfg.resize_shorter, cfg.size))
+    return (out_w, out_h), (left, top)
 
 
 def eval_transform(img: Image.Image, cfg: LoaderConfig) -> np.ndarray:
@@ -45,35 +39,12 @@ def eval_transform(img: Image.Image, cfg: LoaderConfig) -> np.ndarray:
     return np.asarray(img.crop((left, top, left + cfg.size, top + cfg.size)))
 
 
-def random_resized_crop_box(width: int, height: int, scale: tuple[float, float], ratio: tuple[float, float],
-                            rng: random.Random) -> tuple[int, int, int, int]:
-    """torchvision's RandomResizedCrop.get_params: (left, top, w, h)."""
-    area = width * height
-    log_ratio = (math.log(ratio[0]), math.log(ratio[1]))
-    for _ in range(10):
-        target_area = area * rng.uniform(*scale)
-        aspect = math.exp(rng.uniform(*log_ratio))
-        w = round(math.sqrt(target_area * aspect))
-        h = round(math.sqrt(target_area / aspect))
-        if 0 < w <= width and 0 < h <= height:
-            return rng.randint(0, width - w), rng.randint(0, height - h), w, h
-    in_ratio = width / height
-    if in_ratio < min(ratio):
-        w, h = width, round(width / min(ratio))
-    elif in_ratio > max(ratio):
-        h, w = height, round(height * max(ratio))
-    else:
-        w, h = width, height
-    return (width - w) // 2, (height - h) // 2, w, h
-
-
-def train_transform(img: Image.Image, cfg: LoaderConfig, rng: random.Random) -> np.ndarray:
-    left, top, w, h = random_resized_crop_box(img.width, img.height, cfg.scale, cfg.ratio, rng)
+def train_transform(img: Image.Image, cfg: LoaderConfig, box: np.ndarray, flip: bool) -> np.ndarray:
+    """The crop ``box`` (left, top, w, h) resized to ``size`` x ``size``, flipped if ``flip``."""
+    left, top, w, h = (int(v) for v in box)
     img = img.resize((cfg.size, cfg.size), PIL_FILTERS[cfg.interpolation], box=(left, top, left + w, top + h))
     out = np.asarray(img)
-    if rng.random() < cfg.hflip:
-        out = out[:, ::-1]
-    return out
+    return out[:, ::-1] if flip else out
 
 
 class Normalizer:
