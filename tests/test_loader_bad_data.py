@@ -117,9 +117,12 @@ def test_each_bad_sample_raises_naming_shard_and_key(damaged, backend):
 def test_skip_mode_drops_and_records_each_bad_sample(damaged, backend):
     root, cases = damaged
     for case in cases:
-        loader = build_loader(root, case, "eval-224", backend=backend, return_keys=True, on_error="skip", **CPU)
+        loader = build_loader(root, case, "eval-224", backend=backend, return_keys=True, on_error="skip", **CPU,
+                              batch_size=3)
         with deadline(60):
-            keys = [k for batch in loader for k in batch.keys]
+            batches = list(loader)
+        keys = [k for batch in batches for k in batch.keys]
+        assert len(batches) == len(loader) == 3  # a smaller batch, never fewer batches
         assert [key for _, key, _ in loader.skipped] == [f"bad_{case}"], case
         assert len(keys) == 6 and f"bad_{case}" not in keys
     reasons = {}

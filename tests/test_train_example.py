@@ -5,8 +5,10 @@ from __future__ import annotations
 import json
 import os
 import re
+import signal
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import pytest
@@ -41,3 +43,32 @@ def test_training_example_under_torchrun_gloo(shards1k):
     assert "step 2/2" in out
     # two ranks, each its exact-once share, summed by all_reduce
     assert f"on {_validation_count(shards1k)} images" in out
+
+
+@pytest.mark.slow
+def test_killed_run_resumes_with_the_same_remaining_batches(shards1k, tmp_path):
+    """kill -9 mid-epoch, then --resume: the keys of every step after the last checkpoint are
+    those an uninterrupted run sees (same seed, same plan), across the epoch boundary."""
+    base = [sys.executable, str(SCRIPT), "--shards", str(shards1k), "--batch-size", "4", "--device", "cpu",
+            "--epochs", "3", "--size", "64"]
+    _run([*base, "--log-keys", str(tmp_path / "reference.txt")])
+    reference = (tmp_path / "reference.txt").read_text().splitlines()
+
+    log, ckpt = tmp_path / "run.txt", tmp_path / "ckpt.pt"
+    cmd = [*base, "--log-keys", str(log), "--checkpoint", str(ckpt), "--save-every", "1", "--resume"]
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, env=env, cwd=ROOT)
+    deadline = time.monotonic() + 300
+    while (not log.exists() or len(log.read_text().splitlines()) < 5) and time.monotonic() < deadline:
+        assert proc.poll() is None, proc.stdout.read().decode()
+        time.sleep(0.005)
+    proc.send_signal(signal.SIGKILL)
+    proc.wait()
+    before = log.read_text().splitlines()
+    assert 5 <= len(before) < len(reference), "the run was not killed mid-way"
+
+    out = _run(cmd)
+    step = int(re.search(r"resumed at epoch \d+ \(global step (\d+)\)", out).group(1))
+    after = log.read_text().splitlines()[len(before):]
+    assert 1 <= step <= len(before)  # a step may have run after the last checkpoint: it is redone
+    assert before[:step] + after == reference

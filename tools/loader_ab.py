@@ -1,12 +1,13 @@
 #!/usr/bin/env python
-"""A/B of two versions of ``imagenet_pipe/loaders/dali.py`` on the same shards: wall img/s and
-process CPU ms per image of the DALI loader, each version in its own process, alternated.
+"""A/B of two versions of the loaders on the same shards: wall img/s and process CPU ms per image
+of the DALI loader, each version in its own process (the package imported from its own source
+tree), alternated round by round so that a slow spell on a shared machine hits both.
 
-    git show HEAD:imagenet_pipe/loaders/dali.py > /tmp/dali_before.py
-    python tools/loader_ab.py /tmp/dali_before.py shards/bench-photo --preset train-224 --rounds 3
-    python tools/loader_ab.py /tmp/dali_before.py shards/bench-photo --preset eval-224 --set pil_parity=False
+    git worktree add /tmp/before <revision>
+    python tools/loader_ab.py /tmp/before . shards/bench-photo --preset train-224 --rounds 3
+    python tools/loader_ab.py /tmp/before . shards/bench-photo --preset eval-224 --set pil_parity=False
 
-``live`` as a version means the working tree's file. CPU time counts every DALI thread and is far
+Each version reads the preset from its own ``configs/``. CPU time counts every thread and is far
 less disturbed than wall time by other jobs on a shared machine.
 """
 
@@ -17,24 +18,17 @@ import statistics
 import subprocess
 import sys
 import time
-import types
 from pathlib import Path
 
 
-def _one(version: str, root: str, preset: str, split: str, overrides: dict[str, object], passes: int) -> None:
-    if version != "live":  # load the other version under the real module name, before anything imports it
-        import imagenet_pipe.loaders.dali  # noqa: F401 - parent packages first
-
-        mod = types.ModuleType("imagenet_pipe.loaders.dali")
-        mod.__package__ = "imagenet_pipe.loaders"
-        exec(compile(Path(version).read_text(), version, "exec"), mod.__dict__)
-        sys.modules["imagenet_pipe.loaders.dali"] = mod
+def _one(tree: str, root: str, preset: str, split: str, overrides: dict[str, object], passes: int) -> None:
+    sys.path.insert(0, str(Path(tree).resolve()))  # this version's package, before the installed one
     import torch
 
     from imagenet_pipe.loaders import build_loader
 
     torch.set_num_threads(int(overrides.get("num_threads", 2)))
-    loader = build_loader(root, split, preset, device="cpu", **overrides)
+    loader = build_loader(root, split, str(Path(tree) / "configs" / f"{preset}.yaml"), device="cpu", **overrides)
     for _ in range(passes):
         it = iter(loader)
         for _ in range(3):  # warm-up
@@ -56,9 +50,9 @@ def _value(text: str) -> object:
 
 def main() -> int:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("before", help="path of the other dali.py (or 'live')")
-    p.add_argument("root")
-    p.add_argument("--after", default="live")
+    p.add_argument("before", help="source tree of the first version (a checkout of the repository)")
+    p.add_argument("after", help="source tree of the second version ('.' for the working tree)")
+    p.add_argument("root", help="shard folder")
     p.add_argument("--preset", default="train-224")
     p.add_argument("--split", default="train")
     p.add_argument("--set", action="append", default=[], help="loader option, e.g. pil_parity=False")
@@ -73,15 +67,18 @@ def main() -> int:
     results: dict[str, list[tuple[float, float]]] = {args.before: [], args.after: []}
     for _ in range(args.rounds):
         for version in (args.before, args.after):
-            out = subprocess.run([sys.executable, __file__, args.before, args.root, "--preset", args.preset, "--split",
-                                  args.split, "--passes", str(args.passes), "--_child", version,
+            out = subprocess.run([sys.executable, __file__, args.before, args.after, args.root, "--preset",
+                                  args.preset, "--split", args.split, "--passes", str(args.passes), "--_child", version,
                                   *[a for s in args.set for a in ("--set", s)]],
                                  capture_output=True, text=True, check=True).stdout
             results[version] += [tuple(map(float, line.split())) for line in out.split("\n") if line.strip()]
+    medians = {}
     for version, rows in results.items():
         rates, cpu = [r for r, _ in rows], [c for _, c in rows]
-        print(f"{version:28s} {args.preset} {' '.join(args.set):20s} median {statistics.median(rates):7.0f} img/s "
+        medians[version] = statistics.median(rates)
+        print(f"{version:28s} {args.preset} {' '.join(args.set):20s} median {medians[version]:7.0f} img/s "
               f"({min(rates):.0f}-{max(rates):.0f}), {statistics.median(cpu):.2f} CPU ms/img")
+    print(f"after / before: {medians[args.after] / medians[args.before]:.2f}x")
     return 0
 
 

@@ -2,8 +2,13 @@
 """A short, complete training script on imagenet-pipe shards: DALI loader, mixed precision,
 channels-last, DistributedDataParallel under torchrun, exact-once evaluation.
 
-    python tools/train_example.py --shards shards/demo --steps 20
-    torchrun --nproc_per_node 8 tools/train_example.py --shards shards/imagenet1k --epochs 90 --model timm:resnet50
+    python tools/train_example.py --shards demo/shards --steps 20
+    torchrun --nproc_per_node 8 tools/train_example.py --shards shards/imagenet1k --epochs 90 --model timm:resnet50 \
+        --checkpoint run/ckpt.pt --save-every 500 --resume
+
+``--checkpoint`` saves the model, optimizer and the loader's position (``loader.state_dict()``) every
+``--save-every`` steps and at the end of each epoch (written to a temporary file, then renamed);
+``--resume`` continues from it mid-epoch, with the batches an uninterrupted run would have seen.
 
 ``--model``: ``small`` (a built-in CNN, default), ``timm:<name>`` or ``tv:<name>`` when timm /
 torchvision are installed. On a machine without CUDA it trains on the CPU (DALI CPU operators,
@@ -15,6 +20,7 @@ from __future__ import annotations
 import argparse
 import os
 import time
+from pathlib import Path
 
 import torch
 import torch.distributed as dist
@@ -66,6 +72,10 @@ def main() -> None:
     p.add_argument("--lr", type=float, default=0.1)
     p.add_argument("--device", choices=("auto", "cpu", "gpu"), default="auto")
     p.add_argument("--val-split", default="validation")
+    p.add_argument("--checkpoint", type=Path, help="file to save training state to (and resume from)")
+    p.add_argument("--save-every", type=int, default=100, help="steps between checkpoints")
+    p.add_argument("--resume", action="store_true", help="continue from --checkpoint when it exists")
+    p.add_argument("--log-keys", type=Path, help="append each step's sample keys to this file (rank 0)")
     args = p.parse_args()
 
     # --- distributed set-up (torchrun sets RANK, WORLD_SIZE, LOCAL_RANK) ---
@@ -81,7 +91,7 @@ def main() -> None:
     # --- the imagenet-pipe part: two loaders ---
     loader_device = "gpu" if use_cuda else "cpu"
     train = build_loader(args.shards, "train", "train-224", batch_size=args.batch_size, size=args.size,
-                         device=loader_device, memory_format="channels_last")
+                         device=loader_device, memory_format="channels_last", return_keys=args.log_keys is not None)
     val = build_loader(args.shards, args.val_split, "eval-224", batch_size=args.batch_size, device=loader_device,
                        memory_format="channels_last")
     num_classes = train.shards.num_classes or 1000
@@ -92,14 +102,36 @@ def main() -> None:
     opt = torch.optim.SGD(model.parameters(), lr=args.lr, momentum=0.9, weight_decay=5e-5)
     amp_dtype = torch.float16 if use_cuda else torch.bfloat16
     scaler = torch.amp.GradScaler("cuda", enabled=use_cuda)
+    trainable = model.module if world > 1 else model
+    global_step = 0
+    if args.resume and args.checkpoint and args.checkpoint.exists():
+        state = torch.load(args.checkpoint, map_location=device, weights_only=False)
+        trainable.load_state_dict(state["model"])
+        opt.load_state_dict(state["optimizer"])
+        scaler.load_state_dict(state["scaler"])
+        train.load_state_dict(state["loader"])  # the same position on every rank (DDP steps in lockstep)
+        global_step = state["global_step"]
+        if rank == 0:
+            print(f"resumed at epoch {state['loader']['epoch']} (global step {global_step})", flush=True)
 
-    for epoch in range(args.epochs):
+    def save() -> None:
+        if rank == 0 and args.checkpoint:
+            state = {"model": trainable.state_dict(), "optimizer": opt.state_dict(), "scaler": scaler.state_dict(),
+                     "loader": train.state_dict(), "global_step": global_step}
+            args.checkpoint.parent.mkdir(parents=True, exist_ok=True)
+            tmp = args.checkpoint.with_name(args.checkpoint.name + ".tmp")
+            torch.save(state, tmp)
+            os.replace(tmp, args.checkpoint)  # a kill never leaves a half-written checkpoint
+
+    while train.state_dict()["epoch"] < args.epochs:
+        epoch = train.state_dict()["epoch"]
         model.train()
         steps = min(len(train), args.steps) if args.steps else len(train)
         start, seen = time.perf_counter(), 0
-        for step, (images, labels) in enumerate(train):
+        for step, batch in enumerate(train):
             if step == steps:
                 break
+            images, labels = batch
             with torch.autocast(device.type, dtype=amp_dtype):
                 loss = F.cross_entropy(model(images), labels)
             opt.zero_grad(set_to_none=True)
@@ -107,9 +139,18 @@ def main() -> None:
             scaler.step(opt)
             scaler.update()
             seen += images.shape[0]
+            global_step += 1
+            if rank == 0 and args.log_keys:
+                with open(args.log_keys, "a") as f:
+                    f.write(" ".join(batch.keys) + "\n")
+            if global_step % args.save_every == 0:
+                save()
             if rank == 0 and (step % 10 == 0 or step == steps - 1):
                 rate = seen * world / (time.perf_counter() - start)
                 print(f"epoch {epoch} step {step + 1}/{steps} loss {loss.item():.3f} {rate:.0f} img/s", flush=True)
+        if args.steps:  # a shortened epoch: the next pass is the next epoch
+            train.set_epoch(epoch + 1)
+        save()
 
         correct, total = evaluate(model, val, device, amp_dtype)
         if rank == 0:
