@@ -6,9 +6,11 @@ e)`` only: the shard order is permuted, and the samples are permuted within cons
 ``shuffle_block`` positions (``0``: one permutation of the whole split). The shards were globally
 shuffled when they were written, so a block is a random sample of the dataset, and a rank never
 needs more than a block's shards at once (what streaming from object storage or a disk cache
-needs). The order is consumed in global steps of ``world * batch`` samples; rank ``r`` takes the
-``r``-th batch of each step. So within an epoch no sample repeats, the ranks are disjoint, every
-rank takes the same number of steps, and only the remainder ``n mod (world * batch)`` is left out.
+needs). The order is consumed in global steps of ``world * batch`` samples; rank ``r`` takes every
+``world``-th sample of a step, starting at its ``r``-th (as DistributedSampler and DeiT's repeated
+augmentation sampler deal indices, so that neighbouring positions go to different ranks). So
+within an epoch no sample repeats, the ranks are disjoint, every rank takes the same number of
+steps, and only the remainder ``n mod (world * batch)`` is left out.
 
 Because the order does not depend on the world size, a run can resume on another world size, even
 mid-epoch: the samples consumed so far are the first ``consumed`` positions of the order, whatever
@@ -87,8 +89,8 @@ class EpochPlan:
         if not 0 <= i < self.steps:
             raise IndexError(f"batch {i} of an epoch plan with {self.steps} batches")
         if a.train:
-            start = self.consumed + (i * a.world_size + a.rank) * a.batch_size
-            return self.order[start:start + a.batch_size]
+            start = self.consumed + i * a.world_size * a.batch_size
+            return self.order[start + a.rank:start + a.world_size * a.batch_size:a.world_size]
         lo, hi = eval_range(a)
         start = lo + self.consumed + i * a.batch_size
         return np.arange(start, min(start + a.batch_size, hi), dtype=np.int64)
