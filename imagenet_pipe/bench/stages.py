@@ -24,7 +24,7 @@ import torch
 from ..loaders.config import LoaderConfig
 from ..loaders.shardset import DistInfo, ShardSet
 from ..shards import idx_name, read_idx
-from .timing import summary, synchronizer, time_epochs, time_stream
+from .timing import Window, steady_window, summary, synchronizer, time_epochs, time_stream
 
 SINGLE = DistInfo(0, 1, 0)  # the benchmark is one process
 
@@ -113,22 +113,25 @@ def _pipeline(ctx: StageContext, graph):
     return p
 
 
-def _run_pipeline(ctx: StageContext, graph) -> list[float]:
+def _run_pipeline(ctx: StageContext, graph) -> tuple[list[float], Window]:
     pipe = _pipeline(ctx, graph)  # freed (threads and buffers) when this function returns
     bs = ctx.cfg.batch_size
+    window = steady_window(ctx.cfg.prefetch, ctx.warmup, ctx.batches)  # the pipeline's own prefetch queue
 
     def step() -> int:
         pipe.run()
         return bs
 
-    return time_stream(step, warmup=ctx.warmup, batches=ctx.batches, repeats=ctx.repeats, sync=ctx.sync)
+    rates = time_stream(step, warmup=window.warmup_batches, batches=window.timed_batches, repeats=ctx.repeats,
+                        sync=ctx.sync)
+    return rates, window
 
 
 def read_dali(ctx: StageContext) -> dict[str, Any]:
-    rates = _run_pipeline(ctx, lambda jpegs: jpegs)
+    rates, window = _run_pipeline(ctx, lambda jpegs: jpegs)
     per = jpeg_bytes_per_sample(ctx.shards)
     return {"img_s": summary(rates), "mb_s": summary([r * per / 1e6 for r in rates], "MB/s"),
-            "jpeg_bytes_per_sample": round(per)}
+            "jpeg_bytes_per_sample": round(per), "window": window.as_json()}
 
 
 def _decoder_args(ctx: StageContext) -> dict[str, Any]:
@@ -142,10 +145,11 @@ def decode(ctx: StageContext, **decoder: Any) -> dict[str, Any]:
     from nvidia.dali import fn, types
 
     args = {**_decoder_args(ctx), **decoder}
-    rates = _run_pipeline(ctx, lambda jpegs: fn.decoders.image(jpegs, output_type=types.RGB,
-                                                               adjust_orientation=False, **args))
+    rates, window = _run_pipeline(ctx, lambda jpegs: fn.decoders.image(jpegs, output_type=types.RGB,
+                                                                       adjust_orientation=False, **args))
     return {"img_s": summary(rates), "decoder": {k: v for k, v in args.items() if not k.endswith(("_hint",
-                                                                                                    "_padding"))}}
+                                                                                                    "_padding"))},
+            "window": window.as_json()}
 
 
 def decode_resize(ctx: StageContext) -> dict[str, Any]:
@@ -153,8 +157,9 @@ def decode_resize(ctx: StageContext) -> dict[str, Any]:
     from ..loaders.dali import decode_and_crop
 
     cfg = ctx.cfg
-    rates = _run_pipeline(ctx, lambda jpegs: decode_and_crop(jpegs, cfg, ctx.cuda))
-    return {"img_s": summary(rates), "pil_parity": cfg.pil_parity if cfg.mode == "eval" else None}
+    rates, window = _run_pipeline(ctx, lambda jpegs: decode_and_crop(jpegs, cfg, ctx.cuda))
+    return {"img_s": summary(rates), "pil_parity": cfg.pil_parity if cfg.mode == "eval" else None,
+            "window": window.as_json()}
 
 
 # --- loaders ----------------------------------------------------------------------------------
@@ -165,25 +170,44 @@ def make_loader(ctx: StageContext, backend: str, **overrides: Any):
     return new_loader(ctx.shards, replace(ctx.cfg, **overrides), backend, SINGLE)
 
 
+def workers_of(backend: str, cfg: LoaderConfig) -> int:
+    """DALI threads, or the baseline's DataLoader workers (default: as many as the DALI threads)."""
+    return cfg.threads if backend == "dali" else (cfg.num_workers if cfg.num_workers is not None else cfg.threads)
+
+
+def queue_batches(backend: str, cfg: LoaderConfig) -> int:
+    """Batches a loader may hold ready before the consumer asks: DALI's prefetch queue; each
+    DataLoader worker's ``prefetch_factor`` batches (the main process itself when there are none)."""
+    return cfg.prefetch if backend == "dali" else max(1, workers_of(backend, cfg)) * cfg.prefetch
+
+
+def loader_window(ctx: StageContext, backend: str, cfg: LoaderConfig, steps: int) -> Window:
+    return steady_window(queue_batches(backend, cfg), ctx.warmup, ctx.batches, steps)
+
+
+def loader_summary(backend: str, cfg: LoaderConfig, rates: list[float], window: Window, built_s: float
+                   ) -> dict[str, Any]:
+    """One loader measurement as stored in ``bench.json``."""
+    return {"img_s": summary(rates), "backend": backend, "build_s": round(built_s, 3),
+            "window": window.as_json(), "batch_size": cfg.batch_size, "threads_or_workers": workers_of(backend, cfg),
+            "prefetch": cfg.prefetch, **({"pil_parity": cfg.pil_parity} if cfg.mode == "eval" else {})}
+
+
 def loader(ctx: StageContext, backend: str, **overrides: Any) -> dict[str, Any]:
-    """The whole loader, to device tensors: ``repeats`` passes, the first ``warmup`` batches of each
-    untimed (DataLoader worker start-up, DALI shuffle-buffer fill)."""
+    """The whole loader, to device tensors: ``repeats`` passes, each timed in a steady window
+    (:func:`steady_window`: warm-up past DataLoader start-up, DALI's shuffle-buffer fill and the
+    prefetch queue)."""
     start = time.perf_counter()
     ldr = make_loader(ctx, backend, **overrides)
     built = time.perf_counter() - start
+    cfg = replace(ctx.cfg, **overrides)
     try:
-        steps = len(ldr)
-        batches = max(1, min(ctx.batches, steps - ctx.warmup))
-        warmup = min(ctx.warmup, max(0, steps - 1))
-        rates = time_epochs(lambda: (b.images.shape[0] for b in ldr), warmup=warmup, batches=batches,
-                            repeats=ctx.repeats, sync=ctx.sync)
+        window = loader_window(ctx, backend, cfg, len(ldr))
+        rates = time_epochs(lambda: (b.images.shape[0] for b in ldr), warmup=window.warmup_batches,
+                            batches=window.timed_batches, repeats=ctx.repeats, sync=ctx.sync)
     finally:
         ldr.close()
-    cfg = replace(ctx.cfg, **overrides)
-    threads = cfg.threads if backend == "dali" else (cfg.num_workers if cfg.num_workers is not None else cfg.threads)
-    return {"img_s": summary(rates), "backend": backend, "build_s": round(built, 3), "timed_batches": batches,
-            "batch_size": cfg.batch_size, "threads_or_workers": threads, "prefetch": cfg.prefetch,
-            **({"pil_parity": cfg.pil_parity} if cfg.mode == "eval" else {})}
+    return loader_summary(backend, cfg, rates, window, built)
 
 
 def loader_rate(ctx: StageContext, **overrides: Any) -> float:
@@ -221,13 +245,15 @@ def model_step(ctx: StageContext, backend: str, model: str = "tiny", kind: str =
                 step(b.images, b.labels)
                 yield b.images.shape[0]
 
-        steps = len(ldr)
-        fed_rates = time_epochs(fed, warmup=min(ctx.warmup, max(0, steps - 1)),
-                                batches=max(1, min(ctx.batches, steps - ctx.warmup)), repeats=ctx.repeats,
-                                sync=ctx.sync)
+        window = loader_window(ctx, backend, ctx.cfg, len(ldr))
+        fed_rates = time_epochs(fed, warmup=window.warmup_batches, batches=window.timed_batches,
+                                repeats=ctx.repeats, sync=ctx.sync)
     finally:
         ldr.close()
     alone_s, fed_s = summary(alone_rates), summary(fed_rates)
+    # a window shorter than the loader's queue would credit the loader with batches made before it
     ratio = (fed_s["median"] / alone_s["median"]) if alone_s["median"] and fed_s["median"] else None
+    ratio = ratio if window.steady else None
     return {"model": model, "step": kind, "backend": backend, "model_alone_img_s": alone_s, "fed_img_s": fed_s,
-            "fed_over_alone": ratio, "keeps_up": bool(ratio is not None and ratio >= 0.95)}
+            "window": window.as_json(), "fed_over_alone": ratio,
+            "keeps_up": None if ratio is None else ratio >= 0.95}
