@@ -94,7 +94,10 @@ class UtilisationSampler:
 
     def _poll(self, handle) -> None:
         while not self._stop.wait(self.interval_s):
-            self.samples.append(_nvml_reading(handle))
+            try:
+                self.samples.append(_nvml_reading(handle))
+            except Exception:  # the driver stopped answering: keep the samples taken so far
+                return
 
     def _start_dmon(self) -> None:
         try:
