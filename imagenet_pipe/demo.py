@@ -64,6 +64,10 @@ def run_demo(out: Path, workers: int | None = None, device: str = "auto", scale:
     _step(f"5/5 profile: images/s per stage, DALI vs baseline -> {bench}")
     from .bench import run_bench
 
-    run_bench(shards, out=bench, mode="train", size=224, device=device, quick=True)
-    print(f"\ndone: shards in {shards}, profile in {bench} (bench.json, bench.png)")
+    result = run_bench(shards, out=bench, mode="train", size=224, device=device, quick=True)
+    written = ", ".join(Path(v).name for k, v in result["outputs"].items() if k != "png_skipped")
+    if result["errors"]:
+        print(f"\n{len(result['errors'])} profiler stage(s) failed (listed above and in {bench / 'bench.json'})")
+        return 1
+    print(f"\ndone: shards in {shards}, profile in {bench} ({written})")
     return 0

@@ -41,7 +41,7 @@ def cmd_bench(args: argparse.Namespace) -> int:
         tune=args.tune, tune_repeats=args.tune_repeats, tune_space=_tune_space(args), tune_out=args.tune_out,
         out_dir=args.out,
         plot=not args.no_plot, log=log, command=" ".join(shlex.quote(a) for a in ["imagenet-pipe", *sys.argv[1:]]))
-    return 0 if result["presets"] else 1
+    return 0 if result["presets"] and not result["errors"] else 1  # bench.json holds what failed, and why
 
 
 def add_bench_parser(subparsers) -> argparse.ArgumentParser:
@@ -50,8 +50,9 @@ def add_bench_parser(subparsers) -> argparse.ArgumentParser:
         "bench", help="profile the loaders stage by stage: DALI vs baseline at equal cores, auto-tune",
         description="Measure raw read, decode-only ceiling, decode + crop/resize, the full DALI and baseline "
                     "loaders (and, with --model-step, a model fed by them) on one shard folder; time to first "
-                    "batch with and without .idx; optionally auto-tune a YAML preset. Writes a table to stdout, "
-                    "bench.json and bench.png to --out.")
+                    "batch with and without .idx, which JPEG decoder backends ran, the memory a DALI loader "
+                    "holds; optionally auto-tune a YAML preset. Writes a table to stdout, bench.json (after every "
+                    "stage; a stage that fails is recorded and skipped) and, with matplotlib, bench.png to --out.")
     b.add_argument("shards", type=Path, help="a folder written by `imagenet-pipe convert`")
     b.add_argument("--split", default="train", help="split to read (default train; eval presets may read it too)")
     b.add_argument("--mode", type=csv_list, help="train, eval or train,eval (default train,eval)")
@@ -67,10 +68,13 @@ def add_bench_parser(subparsers) -> argparse.ArgumentParser:
     b.add_argument("--prefetch", type=int, help="batches prepared ahead (default: the preset's)")
     b.add_argument("--hw-decoder-load", type=float, help="GPU: share of JPEGs for the hardware decoder")
     b.add_argument("--repeats", type=int, default=3, help="timed repeats per stage (median and spread)")
-    b.add_argument("--warmup", type=int, default=3, help="untimed batches before each timed window")
-    b.add_argument("--batches", type=int, default=20, help="timed batches per repeat (at most a pass)")
+    b.add_argument("--warmup", type=int, default=3, help="untimed batches before each timed window (raised to "
+                   "drain each loader's prefetch queue)")
+    b.add_argument("--batches", type=int, default=20, help="timed batches per repeat (raised to several times each "
+                   "loader's prefetch queue; at most what a pass holds: a split too small gets no ratios)")
     b.add_argument("--stages", type=csv_list, help=f"subset of {','.join(STAGES)} (default {','.join(DEFAULT_STAGES)}; "
-                   "model and tune are added by --model-step and --tune; ops: CPU cost of each DALI operator)")
+                   "model and tune are added by --model-step and --tune; ops: CPU cost of each DALI operator; "
+                   "backends: which JPEG decoder backends ran; memory: host, pinned and GPU memory of a DALI loader)")
     b.add_argument("--skip", type=csv_list, help="stages to leave out")
     b.add_argument("--parity", choices=PARITY, default="both",
                    help="eval presets: DALI loader with pil_parity on, off, or both (default)")

@@ -1,4 +1,7 @@
-"""Reading the results: goals, the stdout table, ``bench.json`` and ``bench.png``."""
+"""Reading the results: ratios, the stdout table, ``bench.json`` and ``bench.png``.
+
+The profiler reports measurements and ratios only; what a machine should reach is written down in
+BENCHMARKS.md, next to the machine it was measured on."""
 
 from __future__ import annotations
 
@@ -6,7 +9,8 @@ import json
 from pathlib import Path
 from typing import Any
 
-from .timing import median
+from ..indexes import atomic_write
+from .timing import STEADY_QUEUES, median
 
 STAGE_LABELS = {
     "read_files": "raw read, plain file reads",
@@ -18,61 +22,45 @@ STAGE_LABELS = {
     "loader_baseline": "baseline loader (full)",
 }
 
-# issue goals: (preset, ratio or absolute key, threshold)
-CPU_GOALS = [("train-224", "dali_over_baseline", 2.0), ("train-224", "dali_over_decode", 0.8),
-             ("eval-224", "dali_over_baseline", 1.5)]
-GPU_GOALS = [("train-224", "loader_dali", 20_000), ("eval-224", "loader_dali", 25_000),
-             ("eval-384", "loader_dali", 12_000)]
-TTFB_GOAL_S = 2.0
+# ratio -> (numerator stage, denominator stage), medians of img/s
+RATIOS = {"dali_over_baseline": ("loader_dali", "loader_baseline"), "dali_over_decode": ("loader_dali", "decode"),
+          "decode_resize_over_decode": ("decode_resize", "decode"),
+          "no_parity_over_baseline": ("loader_dali_no_parity", "loader_baseline"),
+          "no_parity_over_decode": ("loader_dali_no_parity", "decode")}
+
+
+def _too_short(stage: dict[str, Any]) -> str | None:
+    """Why a stage's timed window cannot be compared with another's, or None."""
+    w = stage.get("window")
+    if not w or w["steady"]:
+        return None
+    return (f"{w['timed_batches']} batches timed after {w['warmup_batches']} warm-up, the loader holds "
+            f"{w['queue_batches']} ready (needs a warm-up above that and {STEADY_QUEUES}x that timed)")
+
+
+def _ratio_inputs(stages: dict[str, Any]):
+    for key, (a, b) in RATIOS.items():
+        if key.startswith("no_parity") and a not in stages:
+            continue
+        sa, sb = stages.get(a, {}), stages.get(b, {})
+        yield key, a, b, sa, sb, median(sa.get("img_s")), median(sb.get("img_s"))
 
 
 def ratios(stages: dict[str, Any]) -> dict[str, float | None]:
-    """project/baseline and project/decode-only ceiling (medians), also for pil_parity off."""
-    def r(a: str, b: str) -> float | None:
-        x, y = median(stages.get(a, {}).get("img_s")), median(stages.get(b, {}).get("img_s"))
-        return round(x / y, 3) if x and y else None
-
-    out = {"dali_over_baseline": r("loader_dali", "loader_baseline"), "dali_over_decode": r("loader_dali", "decode"),
-           "decode_resize_over_decode": r("decode_resize", "decode")}
-    if "loader_dali_no_parity" in stages:
-        out["no_parity_over_baseline"] = r("loader_dali_no_parity", "loader_baseline")
-        out["no_parity_over_decode"] = r("loader_dali_no_parity", "decode")
-    return out
+    """project/baseline and project/decode-only ceiling (medians), also for pil_parity off; None
+    where a stage is missing or was timed in a window too short to compare (:func:`withheld_ratios`)."""
+    return {key: round(x / y, 3) if x and y and not (_too_short(sa) or _too_short(sb)) else None
+            for key, _, _, sa, sb, x, y in _ratio_inputs(stages)}
 
 
-MIN_SAMPLES_FOR_GOALS = 1000  # smaller sets (demo, CI) time a batch or two: no verdicts
-
-
-def goals(result: dict[str, Any]) -> list[dict[str, Any]]:
-    """The issue's goals that this run measured, each with its value and whether it is met."""
-    if result["settings"].get("samples", MIN_SAMPLES_FOR_GOALS) < MIN_SAMPLES_FOR_GOALS:
-        return []
-    gpu = result["settings"]["device"] == "gpu"
-    out = []
-    for preset, key, target in GPU_GOALS if gpu else CPU_GOALS:
-        run = result["presets"].get(preset)
-        if run is None:
-            continue
-        if gpu:
-            value = median(run["stages"].get(key, {}).get("img_s"))
-            what = f"{preset} DALI loader img/s >= {target:,}"
-        else:
-            value = run["ratios"].get(key)
-            what = f"{preset} {key.replace('_over_', '/')} >= {target}x"
-        if value is None:  # not measured in this run
-            continue
-        out.append({"goal": what, "value": value, "met": value >= target})
-        if not gpu and preset.startswith("eval") and key == "dali_over_baseline":
-            alt = run["ratios"].get("no_parity_over_baseline")
-            if alt is not None:
-                out.append({"goal": f"{preset} (pil_parity off) DALI/baseline >= {target}x", "value": alt,
-                            "met": alt >= target})
-    ttfb = result.get("first_batch")
-    if ttfb and ttfb.get("shards", 0) >= 1024:
-        value = median(ttfb.get("dali_with_idx"))
-        if value is not None:
-            out.append({"goal": f"time to first batch, {ttfb['shards']} shards with .idx <= {TTFB_GOAL_S} s",
-                        "value": value, "met": value <= TTFB_GOAL_S})
+def withheld_ratios(stages: dict[str, Any]) -> dict[str, str]:
+    """Ratios measured but not computed, each with the reason: the split held too few batches for a
+    steady-state window."""
+    out = {}
+    for key, a, b, sa, sb, x, y in _ratio_inputs(stages):
+        reasons = [f"{name}: {why}" for name, stage in ((a, sa), (b, sb)) if (why := _too_short(stage))]
+        if x and y and reasons:
+            out[key] = "; ".join(reasons)
     return out
 
 
@@ -80,73 +68,142 @@ def _fmt(x: float | None, digits: int = 0) -> str:
     return "-" if x is None else f"{x:,.{digits}f}"
 
 
-def table(result: dict[str, Any]) -> str:
+def _header(result: dict[str, Any]) -> list[str]:
     m, s = result["machine"], result["settings"]
     gpu = ", ".join(d["name"] for d in m["gpu"].get("devices", [])) or "none"
-    lines = [f"machine: {m['cpu_model']}, {s['cores']} of {m['cpus_available']} cores, GPU: {gpu}, "
-             f"DALI {m['versions'].get('dali')}, torch {m['versions'].get('torch')}",
-             f"shards: {s['root']} ({s['split']}, {s['samples']:,} samples, "
-             f"{_fmt(s.get('jpeg_bytes_per_sample'))} B/JPEG), device {s['device']}, {s['repeats']} repeats, "
-             f"load {m.get('load_average_start')} -> {m.get('load_average_end')}", ""]
-    head = f"{'preset':10s} {'stage':32s} {'img/s':>9s} {'min':>9s} {'max':>9s} {'MB/s':>8s}"
+    return [f"machine: {m['cpu_model']}, {s['cores']} of {m['cpus_available']} cores, GPU: {gpu}, "
+            f"DALI {m['versions'].get('dali')}, torch {m['versions'].get('torch')}",
+            f"shards: {s['root']} ({s['split']}, {s['samples']:,} samples, "
+            f"{_fmt(s.get('jpeg_bytes_per_sample'))} B/JPEG), device {s['device']}, {s['repeats']} repeats, "
+            f"load {m.get('load_average_start')} -> {m.get('load_average_end')}"]
+
+
+def _backend_lines(report: dict[str, Any] | None) -> list[str]:
+    if not report:
+        return []
+    if "error" in report:
+        return ["", f"decoder backends: not measured ({report['error']})"]
+    lines = ["", f"decoder backends that ran: {', '.join(report['ran'])} (device {report['device']})"]
+    probe = report.get("nvjpeg")
+    if probe:
+        hw = (f"hardware decoder: {probe.get('engines', '?')} engine(s)" if probe["hardware_decoder"]
+              else f"no hardware decoder ({probe.get('why', 'not loaded')})")
+        lines.append(f"  libnvjpeg {probe.get('version', '-')} from {probe['library']}; {hw}")
+    for name, row in report["rows"].items():
+        util = row.get("utilisation") or {}
+        busy, jpeg = util.get("gpu_busy_pct"), util.get("jpeg_engine_pct")
+        seen = (f"; GPU busy {busy['mean']:g} %, JPEG engine {jpeg['mean']:g} % (mean, {util['source']})"
+                if busy and jpeg else f"; utilisation: {util.get('source') or 'unavailable'}" if util else "")
+        lines.append(f"  {name:28s} {row['cpu_ms_per_img']:7.3f} CPU ms/img {row['img_s']:>9,.0f} img/s{seen}")
+    lines += [f"  FALLBACK: {f}" for f in report["fallback"]]
+    return lines
+
+
+def _memory_line(memory: dict[str, Any]) -> str:
+    if "error" in memory:
+        return f"{'':10s} memory: not measured ({memory['error']})"
+    run = memory["running"]
+    parts = [f"host RSS {_signed(run.get('rss_mb'))}",
+             f"driver-mapped (pinned) host {_signed(run.get('driver_mapped_host_mb'))}"]
+    if "gpu_used_mb" in run:
+        parts.append(f"GPU {_signed(run['gpu_used_mb'])} (torch {_signed(run.get('torch_allocated_mb'))})")
+    return f"{'':10s} DALI loader memory, running vs before, MiB: " + ", ".join(parts)
+
+
+def _signed(x: float | None) -> str:
+    return "-" if x is None else f"{x:+,.0f}"
+
+
+def _preset_lines(name: str, run: dict[str, Any]) -> list[str]:
+    cfg = run["config"]
+    lines = [f"{name:10s} (batch {cfg['batch_size']}, DALI threads {cfg['threads']}, "
+             f"baseline workers {cfg['num_workers']})"]
+    for key, st in run["stages"].items():
+        label = STAGE_LABELS.get(key, key)
+        if "img_s" not in st:
+            lines.append(f"{'':10s} {label:32s} FAILED: {st.get('error', 'no result')}")
+            continue
+        w = st.get("window")
+        timed = "-" if not w else f"{w['timed_batches']}{'' if w['steady'] else '*'}"
+        lines.append(f"{'':10s} {label:32s} {_fmt(st['img_s']['median']):>9s} {_fmt(st['img_s']['min']):>9s} "
+                     f"{_fmt(st['img_s']['max']):>9s} {_fmt(median(st.get('mb_s'))):>8s} {timed:>6s}")
+    withheld = run.get("ratios_withheld", {})
+    for key, value in run["ratios"].items():
+        label = key.replace("_over_", " / ")
+        if value is not None:
+            lines.append(f"{'':10s} {label:32s} {value:>8.2f}x")
+        elif key in withheld:
+            lines.append(f"{'':10s} {label:32s} not judged: window too short for the split (* above)")
+    if run.get("memory"):
+        lines.append(_memory_line(run["memory"]))
+    rows = (run.get("ops") or {}).get("rows")
+    if rows:
+        lines.append(f"{'':10s} inside the DALI pipeline (CPU ms per image, all threads; wall img/s):")
+        lines += [f"{'':10s}   {op:40s} {v['cpu_ms_per_img']:6.2f} ms {v['img_s']:>9,.0f}" for op, v in rows.items()]
+    for m in run.get("model") or []:
+        lines += _model_lines(m)
+    return lines
+
+
+def _model_lines(m: dict[str, Any]) -> list[str]:
+    if "error" in m:
+        return [f"{'':10s} model step: FAILED: {m['error']}"]
+    ratio = m["fed_over_alone"]
+    verdict = ("not judged: window too short for the split" if ratio is None
+               else f"{ratio:.2f} of alone: {'keeps up' if m['keeps_up'] else 'LOADER-BOUND'}")
+    alone = "model " + m["model"] + " " + m["step"] + " alone"
+    return [f"{'':10s} {alone:32s} {_fmt(median(m['model_alone_img_s'])):>9s}",
+            f"{'':10s} {'  fed by ' + m['backend']:32s} {_fmt(median(m['fed_img_s'])):>9s}   ({verdict})"]
+
+
+def _ttfb_lines(ttfb: dict[str, Any] | None) -> list[str]:
+    if not ttfb:
+        return []
+    if "error" in ttfb:
+        return ["", f"time to first batch: FAILED: {ttfb['error']}"]
+    lines = ["", f"time to first batch, {ttfb['shards']} shards x {ttfb['samples_per_shard']} samples "
+                 f"({ttfb['mode']}, batch {ttfb['batch_size']}):"]
+    for key in ("dali_with_idx", "dali_without_idx", "baseline"):
+        if key in ttfb:
+            v = ttfb[key]
+            lines.append(f"  {key:18s} {v['median']:7.2f} s  (min {v['min']:.2f}, max {v['max']:.2f})")
+    return lines
+
+
+def table(result: dict[str, Any]) -> str:
+    lines = [*_header(result), *_backend_lines(result.get("decoder_backends")), ""]
+    head = f"{'preset':10s} {'stage':32s} {'img/s':>9s} {'min':>9s} {'max':>9s} {'MB/s':>8s} {'timed':>6s}"
     lines += [head, "-" * len(head)]
     for name, run in result["presets"].items():
-        lines.append(f"{name:10s} (batch {run['config']['batch_size']}, DALI threads {run['config']['threads']}, "
-                     f"baseline workers {run['config']['num_workers']})")
-        for key, st in run["stages"].items():
-            if "img_s" not in st:
-                continue
-            label = STAGE_LABELS.get(key, key)
-            mb = median(st.get("mb_s"))
-            lines.append(f"{'':10s} {label:32s} {_fmt(st['img_s']['median']):>9s} "
-                         f"{_fmt(st['img_s']['min']):>9s} {_fmt(st['img_s']['max']):>9s} {_fmt(mb):>8s}")
-        for key, value in run["ratios"].items():
-            if value is not None:
-                lines.append(f"{'':10s} {key.replace('_over_', ' / '):32s} {value:>8.2f}x")
-        rows = (run.get("ops") or {}).get("rows")
-        if rows:
-            lines.append(f"{'':10s} inside the DALI pipeline (CPU ms per image, all threads; wall img/s):")
-            for op, v in rows.items():
-                lines.append(f"{'':10s}   {op:40s} {v['cpu_ms_per_img']:6.2f} ms {v['img_s']:>9,.0f}")
-        model = run.get("model")
-        if model:
-            for m_run in model:
-                lines.append(f"{'':10s} {'model ' + m_run['model'] + ' ' + m_run['step'] + ' alone':32s} "
-                             f"{_fmt(median(m_run['model_alone_img_s'])):>9s}")
-                lines.append(f"{'':10s} {'  fed by ' + m_run['backend']:32s} {_fmt(median(m_run['fed_img_s'])):>9s}"
-                             f"   ({_fmt(m_run['fed_over_alone'], 2)} of alone: "
-                             f"{'keeps up' if m_run['keeps_up'] else 'LOADER-BOUND'})")
-    ttfb = result.get("first_batch")
-    if ttfb:
-        lines += ["", f"time to first batch, {ttfb['shards']} shards x {ttfb['samples_per_shard']} samples "
-                      f"({ttfb['mode']}, batch {ttfb['batch_size']}):"]
-        for key in ("dali_with_idx", "dali_without_idx", "baseline"):
-            if key in ttfb:
-                v = ttfb[key]
-                lines.append(f"  {key:18s} {v['median']:7.2f} s  (min {v['min']:.2f}, max {v['max']:.2f})")
+        lines += _preset_lines(name, run)
+    lines.append(f"(timed: batches per repeat; * a window too short for steady state: warm-up must drain the "
+                 f"loader's prefetch queue and {STEADY_QUEUES} queues be timed)")
+    lines += _ttfb_lines(result.get("first_batch"))
     for name, tune in (result.get("autotune") or {}).items():
-        lines += ["", f"auto-tune {name}: {tune['chosen']} -> {_fmt(tune['img_s'])} img/s"
-                      + (f", written to {tune['preset']}" if tune.get("preset") else "")]
-    if result["settings"].get("samples", MIN_SAMPLES_FOR_GOALS) < MIN_SAMPLES_FOR_GOALS:
-        lines += ["", f"goals: not judged on fewer than {MIN_SAMPLES_FOR_GOALS:,} samples"]
-    elif result.get("goals"):
-        lines += ["", "goals:"]
-        for g in result["goals"]:
-            lines.append(f"  [{'met' if g['met'] else 'NOT met'}] {g['goal']}: {_fmt(g['value'], 2)}")
+        lines += ["", f"auto-tune {name}: FAILED: {tune['error']}" if "error" in tune else
+                  f"auto-tune {name}: {tune['chosen']} -> {_fmt(tune['img_s'])} img/s"
+                  + (f", written to {tune['preset']}" if tune.get("preset") else "")]
+    if result.get("errors"):
+        lines += ["", f"{len(result['errors'])} stage(s) failed and were skipped (details in bench.json):"]
+        lines += [f"  {e['stage']}: {e['error']}" for e in result["errors"]]
     return "\n".join(lines)
 
 
 def write_json(result: dict[str, Any], path: str | Path) -> Path:
+    """Atomically (temp + rename): a run killed while writing leaves the previous complete file."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text(json.dumps(result, indent=1, default=str) + "\n")
+    atomic_write(path, json.dumps(result, indent=1, default=str) + "\n")
     return path
 
 
-def plot(result: dict[str, Any], path: str | Path) -> Path:
+def plot(result: dict[str, Any], path: str | Path) -> Path | None:
     """Bars of every stage's median img/s (min-max as error bars) per preset, time to first batch,
-    and the auto-tune trials."""
-    import matplotlib
+    and the auto-tune trials. None when matplotlib is not installed (it is the ``plot`` extra)."""
+    try:
+        import matplotlib
+    except ImportError:
+        return None
 
     matplotlib.use("Agg")  # no display needed
     import matplotlib.pyplot as plt
@@ -155,7 +212,8 @@ def plot(result: dict[str, Any], path: str | Path) -> Path:
                if any("img_s" in st and st["img_s"]["median"] for st in v["stages"].values())}
     ops = {k: v["ops"]["rows"] for k, v in result["presets"].items() if (v.get("ops") or {}).get("rows")}
     ttfb = result.get("first_batch")
-    tunes = result.get("autotune") or {}
+    ttfb = ttfb if ttfb and "error" not in ttfb else None
+    tunes = {k: v for k, v in (result.get("autotune") or {}).items() if "trials" in v}
     panels = max(1, len(presets) + len(ops) + bool(ttfb) + bool(tunes))
     fig, axes = plt.subplots(panels, 1, figsize=(9, 2.2 + 2.4 * panels), squeeze=False)
     axes = list(axes[:, 0])
@@ -192,9 +250,8 @@ def plot(result: dict[str, Any], path: str | Path) -> Path:
         ax.barh(keys, med, xerr=[[m - ttfb[k]["min"] for m, k in zip(med, keys, strict=True)],
                                  [ttfb[k]["max"] - m for m, k in zip(med, keys, strict=True)]],
                 color="#dd8452", capsize=3)
-        ax.axvline(TTFB_GOAL_S, color="k", ls="--", lw=0.8)
         ax.invert_yaxis()
-        ax.set_title(f"time to first batch, {ttfb['shards']} shards (dashed: goal with .idx)", fontsize=10)
+        ax.set_title(f"time to first batch, {ttfb['shards']} shards", fontsize=10)
         ax.set_xlabel("seconds")
         i += 1
     if tunes:

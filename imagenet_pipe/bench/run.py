@@ -1,4 +1,10 @@
-"""``run_bench``: every stage for every preset in one run, at equal cores, with the machine record."""
+"""``run_bench``: every stage for every preset in one run, at equal cores, with the machine record.
+
+Every stage runs isolated: one that raises (a GPU-only model step, a first-batch or tuning run, a
+missing optional library) is recorded in ``bench.json`` -- at its own place and in ``errors`` -- and
+the run goes on. ``bench.json`` is rewritten (atomically) after every stage, marked ``partial``
+until the run ends, so a run cut short by a time limit or Ctrl-C keeps everything measured before.
+"""
 
 from __future__ import annotations
 
@@ -6,6 +12,7 @@ import os
 import shutil
 import tempfile
 import time
+import traceback
 from collections.abc import Callable, Sequence
 from dataclasses import asdict, replace
 from pathlib import Path
@@ -19,7 +26,7 @@ from . import report, stages
 from .machine import available_cpus, load_average, machine_record
 from .options import DEFAULT_STAGES, PARITY, STAGES
 from .stages import StageContext
-from .timing import summary, time_epochs
+from .timing import time_epochs
 
 
 def resolve_presets(presets: Sequence[str] | None, modes: Sequence[str] | None, sizes: Sequence[int] | None
@@ -60,54 +67,79 @@ def _unpin(old: tuple[set[int] | None, int]) -> None:
     torch.set_num_threads(threads)
 
 
-def _interleaved_loaders(ctx: StageContext, variants: dict[str, tuple[str, dict[str, Any]]], log) -> dict[str, Any]:
+class Recorder:
+    """The result being built, and its ``bench.json`` rewritten after every stage."""
+
+    def __init__(self, result: dict[str, Any], out_path: Path | None, log: Callable[[str], None]) -> None:
+        self.result, self.out_path, self.log = result, out_path, log
+        result.setdefault("errors", [])
+
+    def stage(self, name: str, measure: Callable[[], Any], into: dict | list | None = None, key: str | None = None,
+              say: Callable[[Any], str] | None = None) -> Any:
+        """Run one stage and store its result at ``into[key]`` (appended to a list ``into``). If it
+        raises, store ``{"error": ...}`` there instead, list it in ``errors`` and return None."""
+        try:
+            value = measure()
+        except Exception as e:  # isolation is the point: any failure of one stage is recorded, not fatal
+            message = f"{type(e).__name__}: {e}".strip().splitlines()[0]
+            self.result["errors"].append({"stage": name, "error": message,
+                                          "traceback": traceback.format_exc(limit=-6)})
+            self.log(f"  {name}: FAILED ({message}); the run goes on")
+            value, stored = None, {"error": message}
+        else:
+            stored = value
+            if say is not None:
+                self.log(say(value))
+        if isinstance(into, list):
+            into.append(stored)
+        elif into is not None:
+            into[key] = stored
+        self.checkpoint()
+        return value
+
+    def checkpoint(self, partial: bool = True) -> None:
+        if self.out_path is not None:
+            report.write_json({**self.result, "partial": partial}, self.out_path / "bench.json")
+
+
+def _interleaved_loaders(ctx: StageContext, variants: dict[str, tuple[str, dict[str, Any]]], rec: Recorder,
+                         preset: str, st: dict[str, Any]) -> None:
     """Full-loader passes, alternating between variants repeat by repeat, so that a slow spell on a
-    shared machine lands on all of them rather than on one."""
-    built: dict[str, Any] = {}
-    out: dict[str, Any] = {}
+    shared machine lands on all of them rather than on one. A variant that fails is recorded and
+    dropped; the others go on."""
+    loaders: dict[str, Any] = {}
+    built_s: dict[str, float] = {}
+    rates: dict[str, list[float]] = {name: [] for name in variants}
+
+    def build(name: str, backend: str, overrides: dict[str, Any]) -> dict[str, Any]:
+        start = time.perf_counter()
+        loaders[name] = stages.make_loader(ctx, backend, **overrides)
+        built_s[name] = time.perf_counter() - start
+        return {"backend": backend, "build_s": round(built_s[name], 3)}
+
+    def one_pass(name: str, backend: str, overrides: dict[str, Any]) -> dict[str, Any]:
+        ldr, cfg = loaders[name], replace(ctx.cfg, **overrides)
+        window = stages.loader_window(ctx, backend, cfg, len(ldr))
+        rates[name] += time_epochs(lambda: (b.images.shape[0] for b in ldr), warmup=window.warmup_batches,
+                                   batches=window.timed_batches, repeats=1, sync=ctx.sync)
+        return stages.loader_summary(backend, cfg, rates[name], window, built_s[name])
+
     try:
         for name, (backend, overrides) in variants.items():
-            start = time.perf_counter()
-            built[name] = stages.make_loader(ctx, backend, **overrides)
-            out[name] = {"backend": backend, "build_s": round(time.perf_counter() - start, 3)}
-        rates: dict[str, list[float]] = {name: [] for name in variants}
+            rec.stage(f"{preset}/{name}", lambda n=name, b=backend, o=overrides: build(n, b, o), st, name)
         for _ in range(ctx.repeats):
-            for name, ldr in built.items():
-                steps = len(ldr)
-                warmup = min(ctx.warmup, max(0, steps - 1))
-                batches = max(1, min(ctx.batches, steps - warmup))
-                rates[name] += time_epochs(lambda ldr=ldr: (b.images.shape[0] for b in ldr), warmup=warmup,
-                                           batches=batches, repeats=1, sync=ctx.sync)
-                out[name]["timed_batches"] = batches
-        for name, (backend, overrides) in variants.items():
-            cfg = replace(ctx.cfg, **overrides)
-            workers = cfg.num_workers if cfg.num_workers is not None else cfg.threads
-            out[name].update(img_s=summary(rates[name]), batch_size=cfg.batch_size, prefetch=cfg.prefetch,
-                             threads_or_workers=cfg.threads if backend == "dali" else workers)
-            if cfg.mode == "eval":
-                out[name]["pil_parity"] = cfg.pil_parity
-            log(f"  {name}: {out[name]['img_s']['median']:,.0f} img/s")
+            for name, (backend, overrides) in variants.items():
+                if name in loaders and rec.stage(f"{preset}/{name}", lambda n=name, b=backend, o=overrides:
+                                                 one_pass(n, b, o), st, name) is None:
+                    loaders.pop(name).close()
+        for name in loaders:
+            rec.log(f"  {name}: {st[name]['img_s']['median']:,.0f} img/s")
     finally:
-        for ldr in built.values():
+        for ldr in loaders.values():
             ldr.close()
-    return out
 
 
-def run_preset(ctx: StageContext, wanted: set[str], *, parity: str = "both", model: str = "tiny",
-               model_step: str | None = None, model_backends: Sequence[str] = ("dali",),
-               log: Callable[[str], None] = print) -> dict[str, Any]:
-    st: dict[str, Any] = {}
-    if "read" in wanted:
-        st["read_files"] = stages.read_files(ctx)
-        st["read_dali"] = stages.read_dali(ctx)
-        log(f"  read: files {st['read_files']['mb_s']['median']:,.0f} MB/s, "
-            f"DALI reader {st['read_dali']['img_s']['median']:,.0f} samples/s")
-    if "decode" in wanted:
-        st["decode"] = stages.decode(ctx)
-        log(f"  decode only: {st['decode']['img_s']['median']:,.0f} img/s")
-    if "resize" in wanted:
-        st["decode_resize"] = stages.decode_resize(ctx)
-        log(f"  decode + crop/resize: {st['decode_resize']['img_s']['median']:,.0f} img/s")
+def _loader_variants(ctx: StageContext, wanted: set[str], parity: str) -> dict[str, tuple[str, dict[str, Any]]]:
     variants: dict[str, tuple[str, dict[str, Any]]] = {}
     if "loader" in wanted:
         eval_mode = ctx.cfg.mode == "eval"
@@ -118,23 +150,48 @@ def run_preset(ctx: StageContext, wanted: set[str], *, parity: str = "both", mod
             variants[key] = ("dali", {"pil_parity": False})
     if "baseline" in wanted:
         variants["loader_baseline"] = ("baseline", {})
+    return variants
+
+
+def run_preset(ctx: StageContext, wanted: set[str], rec: Recorder, name: str, *, parity: str = "both",
+               model: str = "tiny", model_step: str | None = None, model_backends: Sequence[str] = ("dali",)) -> None:
+    """Every wanted stage of one preset, into ``rec.result["presets"][name]``."""
+    out: dict[str, Any] = {"config": _cfg_json(ctx.cfg), "stages": {}, "ratios": {}}
+    rec.result["presets"][name] = out
+    st = out["stages"]
+    if "read" in wanted:
+        rec.stage(f"{name}/read_files", lambda: stages.read_files(ctx), st, "read_files",
+                  lambda r: f"  read: files {r['mb_s']['median']:,.0f} MB/s")
+        rec.stage(f"{name}/read_dali", lambda: stages.read_dali(ctx), st, "read_dali",
+                  lambda r: f"  read: DALI reader {r['img_s']['median']:,.0f} samples/s")
+    if "decode" in wanted:
+        rec.stage(f"{name}/decode", lambda: stages.decode(ctx), st, "decode",
+                  lambda r: f"  decode only: {r['img_s']['median']:,.0f} img/s")
+    if "resize" in wanted:
+        rec.stage(f"{name}/decode_resize", lambda: stages.decode_resize(ctx), st, "decode_resize",
+                  lambda r: f"  decode + crop/resize: {r['img_s']['median']:,.0f} img/s")
+    variants = _loader_variants(ctx, wanted, parity)
     if variants:
-        st.update(_interleaved_loaders(ctx, variants, log))
-    out: dict[str, Any] = {"config": _cfg_json(ctx.cfg), "stages": st, "ratios": report.ratios(st)}
+        _interleaved_loaders(ctx, variants, rec, name, st)
+    out["ratios"], out["ratios_withheld"] = report.ratios(st), report.withheld_ratios(st)
+    if "memory" in wanted:
+        from .memory import loader_memory
+
+        rec.stage(f"{name}/memory", lambda: loader_memory(ctx), out, "memory",
+                  lambda m: f"  DALI loader memory (running): host RSS {m['running']['rss_mb']:+,.0f} MiB")
     if "ops" in wanted:
         from .ops import op_costs
 
-        out["ops"] = op_costs(ctx)
-        log(f"  ops: {len(out['ops'].get('rows', {}))} pipelines profiled")
+        rec.stage(f"{name}/ops", lambda: op_costs(ctx), out, "ops",
+                  lambda r: f"  ops: {len(r.get('rows', {}))} pipelines profiled")
     if model_step and "model" in wanted:
         out["model"] = []
         kind = model_step if model_step != "auto" else ("fwdbwd" if ctx.cfg.mode == "train" else "fwd")
         for backend in model_backends:
-            m = stages.model_step(ctx, backend, model, kind)
-            log(f"  model {model} {kind} alone {m['model_alone_img_s']['median']:,.0f} img/s, fed by "
-                f"{backend} {m['fed_img_s']['median']:,.0f} img/s")
-            out["model"].append(m)
-    return out
+            rec.stage(f"{name}/model {backend}", lambda b=backend: stages.model_step(ctx, b, model, kind),
+                      out["model"], None,
+                      lambda m: f"  model {model} {kind} alone {m['model_alone_img_s']['median']:,.0f} img/s, fed "
+                                f"by {m['backend']} {m['fed_img_s']['median']:,.0f} img/s")
 
 
 def _cfg_json(cfg) -> dict[str, Any]:
@@ -143,25 +200,20 @@ def _cfg_json(cfg) -> dict[str, Any]:
     return d
 
 
+TUNABLE = ("num_threads", "prefetch", "batch_size", "hw_decoder_load")
+
+
 def _space(given: dict[str, list[Any]] | None, ctx: StageContext, cores: int) -> dict[str, list[Any]]:
     """The default sweep with the given knobs replaced (a knob given an empty list is not swept)."""
     from .autotune import candidates
 
     space = candidates(ctx, cores)
     for knob, values in (given or {}).items():
-        if knob not in ("num_threads", "prefetch", "batch_size", "hw_decoder_load"):
-            raise ValueError(f"cannot tune {knob!r}")
         if values and (knob != "hw_decoder_load" or ctx.cuda):  # no hardware decoder on CPU pipelines
             space[knob] = list(values)
         else:
             space.pop(knob, None)
     return space
-
-
-def _checkpoint(result: dict[str, Any], out_path: Path | None) -> None:
-    """Write what is measured so far: a run cut short (a time limit) still leaves its numbers."""
-    if out_path is not None:
-        report.write_json({**result, "partial": True}, out_path / "bench.json")
 
 
 def _tune_path(tune_out: str | Path | None, out_dir: Path, preset: str, device: str, several: bool) -> Path:
@@ -172,6 +224,82 @@ def _tune_path(tune_out: str | Path | None, out_dir: Path, preset: str, device: 
         return Path(text.format(preset=preset, device=device))
     path = Path(text)
     return path.with_name(f"{path.stem}-{preset}{path.suffix}") if several else path
+
+
+def _contexts(presets: Sequence[str], shards: ShardSet, dev: str, n_cores: int, *, threads: int | None,
+              workers: int | None, batch_size: int | None, prefetch: int | None, hw_decoder_load: float | None,
+              warmup: int, batches: int, repeats: int) -> dict[str, StageContext]:
+    """Each preset's resolved config, all before anything is measured (a bad preset fails at once).
+    Thread counts: given > the preset's own (a tuned preset) > the cores; baseline workers default to
+    the DALI threads, so that both loaders get the same cores and as many workers."""
+    from ..loaders.common import resolve_device
+
+    contexts = {}
+    for preset in presets:
+        base = resolve_config(preset)
+        n_threads = threads or base.num_threads or n_cores
+        n_workers = workers or base.num_workers or n_threads
+        cfg = resolve_config(preset, device=dev, num_threads=n_threads, num_workers=n_workers,
+                             batch_size=batch_size, prefetch=prefetch, hw_decoder_load=hw_decoder_load)
+        fits = max(1, shards.num_samples // (warmup + 2))
+        if batch_size is None and cfg.batch_size > fits:  # a small shard set: keep some timed batches per pass
+            cfg = replace(cfg, batch_size=fits)
+        contexts[preset] = StageContext(shards, cfg, resolve_device(cfg, 0), warmup=warmup, batches=batches,
+                                        repeats=repeats)
+    return contexts
+
+
+def _first_batch(rec: Recorder, ctx: StageContext, root: str | Path, split: str, count: int, per_shard: int,
+                 repeats: int, tiny_images: bool) -> None:
+    from .first_batch import time_to_first_batch
+
+    def measure() -> dict[str, Any]:
+        work = Path(tempfile.mkdtemp(prefix="imagenet-pipe-ttfb-"))  # thousands of tiny files: not in out_dir
+        try:
+            return time_to_first_batch(work, root, split, ctx.cfg, count=count, per_shard=per_shard,
+                                       repeats=repeats, tiny_images=tiny_images)
+        finally:
+            shutil.rmtree(work, ignore_errors=True)
+
+    rec.log(f"time to first batch: {count} shards x {per_shard} samples")
+    rec.stage("first_batch", measure, rec.result, "first_batch")
+
+
+def _autotune(rec: Recorder, contexts: dict[str, StageContext], cores: int, repeats: int,
+              space: dict[str, list[Any]] | None, destination: Callable[[str], Path]) -> None:
+    from .autotune import autotune
+
+    rec.result["autotune"] = {}
+    for preset, ctx in contexts.items():
+        name = Path(preset).stem
+        rec.log(f"auto-tune {preset}")
+        rec.stage(f"autotune {name}", lambda p=preset, c=ctx: autotune(
+            replace(c, repeats=repeats), cores, base_preset=p, out_path=destination(Path(p).stem),
+            space=_space(space, c, cores), log=rec.log), rec.result["autotune"], name)
+
+
+def _finish(rec: Recorder, out_path: Path | None, plot: bool, print_table: bool) -> dict[str, Any]:
+    """The final bench.json first, then the plot (optional: matplotlib is an extra), then the table."""
+    result = rec.result
+    result["machine"]["load_average_end"] = load_average()
+    if out_path is not None:
+        result["outputs"] = {"json": str(out_path / "bench.json")}
+        rec.checkpoint(partial=False)
+        if plot:
+            png = rec.stage("plot", lambda: report.plot(result, out_path / "bench.png"))
+            if png is not None:
+                result["outputs"]["png"] = str(png)
+            elif not any(e["stage"] == "plot" for e in result["errors"]):
+                result["outputs"]["png_skipped"] = "matplotlib is not installed (pip install 'imagenet-pipe[plot]')"
+        rec.checkpoint(partial=False)
+    result["partial"] = False
+    if print_table:
+        print(report.table(result))
+        if result.get("outputs"):
+            print("\nwritten: " + ", ".join(v for k, v in result["outputs"].items() if k != "png_skipped"))
+        if "png_skipped" in result.get("outputs", {}):
+            print(f"no plot: {result['outputs']['png_skipped']}")
+    return result
 
 
 def run_bench(root: str | Path, *, presets: Sequence[str] = ("train-224", "eval-224"), split: str = "train",
@@ -191,10 +319,14 @@ def run_bench(root: str | Path, *, presets: Sequence[str] = ("train-224", "eval-
 
     Each preset (``train-224``, ``eval-224``, ``eval-384``, or a YAML path) is measured stage by
     stage at ``cores`` CPUs (default: all this process may use), DALI threads = baseline workers =
-    ``cores`` unless ``threads`` / ``workers`` say otherwise. ``tune_space`` narrows the auto-tune
-    sweep (``{"num_threads": [4, 8], "batch_size": [256]}``; default: :func:`autotune.candidates`).
-    With ``out_dir``, writes ``bench.json``, ``bench.png`` (``plot``) and tuned presets there;
-    ``print_table`` prints the result table on stdout at the end.
+    ``cores`` unless ``threads`` / ``workers`` say otherwise. Loaders are timed in steady state:
+    ``warmup`` and ``batches`` are raised to drain each loader's prefetch queue and to span
+    several queues (:func:`timing.steady_window`); a split too small for that gets no ratios.
+    ``tune_space`` narrows the auto-tune sweep (``{"num_threads": [4, 8], "batch_size": [256]}``;
+    default: :func:`autotune.candidates`). With ``out_dir``, writes ``bench.json`` after every stage,
+    ``bench.png`` (``plot``, when matplotlib is installed) and tuned presets there; ``print_table``
+    prints the result table on stdout at the end. A stage that raises is recorded (``errors``) and
+    skipped.
 
     Conveniences: ``mode`` / ``size`` instead of ``presets`` (``mode="train", size=224``), ``out``
     for ``out_dir``, ``quick=True`` for a short look (2 repeats of 5 batches, 256 first-batch shards).
@@ -202,91 +334,53 @@ def run_bench(root: str | Path, *, presets: Sequence[str] = ("train-224", "eval-
     ``warmup`` + 2 batches (small shard sets).
     """
     if mode is not None or size is not None:
-        modes = [mode] if isinstance(mode, str) else mode
-        sizes = [size] if isinstance(size, int) else size
-        presets = resolve_presets(None, modes, sizes)
+        presets = resolve_presets(None, [mode] if isinstance(mode, str) else mode,
+                                  [size] if isinstance(size, int) else size)
     out_dir = out if out is not None else out_dir
     if quick:
         repeats, warmup, batches, ttfb_shards = min(repeats, 2), min(warmup, 1), min(batches, 5), min(ttfb_shards, 256)
-    wanted = set(stages_wanted)
+    wanted = set(stages_wanted) | ({"tune"} if tune else set()) | ({"model"} if model_step else set())
     unknown = wanted - set(STAGES)
     if unknown:
         raise ValueError(f"unknown stage(s) {sorted(unknown)}; known: {', '.join(STAGES)}")
-    if tune:
-        wanted.add("tune")
-    if model_step:
-        wanted.add("model")
     if parity not in PARITY:
         raise ValueError(f"parity must be one of {PARITY}")
+    if set(tune_space or {}) - set(TUNABLE):
+        raise ValueError(f"cannot tune {sorted(set(tune_space or {}) - set(TUNABLE))}; tunable: {', '.join(TUNABLE)}")
     shards = ShardSet.open(root, split)
     dev = _device(device)
     n_cores, pinned = _pin(cores)
     out_path = Path(out_dir) if out_dir is not None else None
     try:
-        machine = machine_record(root, n_cores)
-        result: dict[str, Any] = {
-            "schema": "imagenet-pipe-bench/1", "command": command, "machine": machine,
+        contexts = _contexts(presets, shards, dev, n_cores, threads=threads, workers=workers, batch_size=batch_size,
+                             prefetch=prefetch, hw_decoder_load=hw_decoder_load, warmup=warmup, batches=batches,
+                             repeats=repeats)
+        rec = Recorder({
+            "schema": "imagenet-pipe-bench/2", "command": command, "machine": machine_record(root, n_cores),
             "settings": {"root": str(root), "split": split, "samples": shards.num_samples, "shards": len(shards.names),
                          "device": dev, "cores": n_cores, "repeats": repeats, "warmup_batches": warmup,
                          "timed_batches": batches, "stages": sorted(wanted), "parity": parity,
                          "jpeg_bytes_per_sample": round(stages.jpeg_bytes_per_sample(shards))},
-            "presets": {}, "first_batch": None, "autotune": None}
-        contexts: dict[str, StageContext] = {}
-        for preset in presets:
-            # thread counts: given > the preset's own (a tuned preset) > the cores; baseline workers
-            # default to the DALI threads, so that both loaders get the same cores and as many workers
-            base = resolve_config(preset)
-            n_threads = threads or base.num_threads or n_cores
-            n_workers = workers or base.num_workers or n_threads
-            cfg = resolve_config(preset, device=dev, num_threads=n_threads, num_workers=n_workers,
-                                 batch_size=batch_size, prefetch=prefetch, hw_decoder_load=hw_decoder_load)
-            fits = max(1, shards.num_samples // (warmup + 2))
-            if batch_size is None and cfg.batch_size > fits:  # a small shard set: keep some timed batches per pass
-                cfg = replace(cfg, batch_size=fits)
-            from ..loaders.common import resolve_device
+            "decoder_backends": None, "presets": {}, "first_batch": None, "autotune": None}, out_path, log)
+        rec.checkpoint()
+        if "backends" in wanted:
+            from .backends import decoder_backends
 
-            ctx = StageContext(shards, cfg, resolve_device(cfg, 0), warmup=warmup, batches=batches, repeats=repeats)
-            contexts[preset] = ctx
-            log(f"{preset} on {dev}, {n_cores} cores, batch {cfg.batch_size}, DALI threads {cfg.threads}, "
-                f"baseline workers {cfg.num_workers}")
-            result["presets"][Path(preset).stem] = run_preset(ctx, wanted, parity=parity, model=model,
-                                                              model_step=model_step, model_backends=model_backends,
-                                                              log=log)
-            _checkpoint(result, out_path)
-        if "ttfb" in wanted and ttfb_shards > 0 and contexts:
-            from .first_batch import time_to_first_batch
-
-            ctx = next(iter(contexts.values()))
-            work = Path(tempfile.mkdtemp(prefix="imagenet-pipe-ttfb-"))  # thousands of tiny files: not in out_dir
-            log(f"time to first batch: {ttfb_shards} shards x {ttfb_per_shard} samples")
-            try:
-                result["first_batch"] = time_to_first_batch(work, root, split, ctx.cfg, count=ttfb_shards,
-                                                            per_shard=ttfb_per_shard, repeats=ttfb_repeats,
-                                                            tiny_images=ttfb_tiny_images)
-            finally:
-                shutil.rmtree(work, ignore_errors=True)
-            _checkpoint(result, out_path)
+            log("decoder backends")
+            rec.stage("decoder_backends", lambda: decoder_backends(next(iter(contexts.values()))), rec.result,
+                      "decoder_backends", lambda r: f"  ran: {', '.join(r['ran'])}"
+                                                    + "".join(f"; FALLBACK: {f}" for f in r["fallback"]))
+        for preset, ctx in contexts.items():
+            log(f"{preset} on {dev}, {n_cores} cores, batch {ctx.cfg.batch_size}, DALI threads {ctx.cfg.threads}, "
+                f"baseline workers {ctx.cfg.num_workers}")
+            run_preset(ctx, wanted, rec, Path(preset).stem, parity=parity, model=model, model_step=model_step,
+                       model_backends=model_backends)
+        if "ttfb" in wanted and ttfb_shards > 0:
+            _first_batch(rec, next(iter(contexts.values())), root, split, ttfb_shards, ttfb_per_shard, ttfb_repeats,
+                         ttfb_tiny_images)
         if "tune" in wanted:
-            from .autotune import autotune
-
-            result["autotune"] = {}
-            for preset, ctx in contexts.items():
-                log(f"auto-tune {preset}")
-                dest = _tune_path(tune_out, out_path or Path("bench-out"), Path(preset).stem, dev, len(contexts) > 1)
-                result["autotune"][Path(preset).stem] = autotune(replace(ctx, repeats=tune_repeats), n_cores,
-                                                                 base_preset=preset, out_path=dest,
-                                                                 space=_space(tune_space, ctx, n_cores), log=log)
-        machine["load_average_end"] = load_average()
-        result["goals"] = report.goals(result)
-        if out_path is not None:
-            result["outputs"] = {"json": str(out_path / "bench.json")}
-            if plot:
-                result["outputs"]["png"] = str(report.plot(result, out_path / "bench.png"))
-            report.write_json(result, out_path / "bench.json")
-        if print_table:
-            print(report.table(result))
-            if result.get("outputs"):
-                print("\nwritten: " + ", ".join(result["outputs"].values()))
-        return result
+            _autotune(rec, contexts, n_cores, tune_repeats, tune_space,
+                      lambda name: _tune_path(tune_out, out_path or Path("bench-out"), name, dev, len(contexts) > 1))
+        return _finish(rec, out_path, plot, print_table)
     finally:
         _unpin(pinned)

@@ -25,7 +25,7 @@ import torch
 from ..loaders.config import LoaderConfig
 from ..loaders.shardset import DistInfo, ShardSet
 from ..shards import idx_name, read_idx
-from .timing import summary, synchronizer, time_epochs, time_stream
+from .timing import Window, steady_window, summary, synchronizer, time_epochs, time_stream
 
 SINGLE = DistInfo(0, 1, 0)  # the benchmark is one process
 
@@ -88,23 +88,26 @@ def read_files(ctx: StageContext, max_bytes: int = 512 << 20) -> dict[str, Any]:
             "files": len(paths), "bytes_per_pass": passes[0][1]}
 
 
-def _run_pipeline(ctx: StageContext, graph) -> list[float]:
+def _run_pipeline(ctx: StageContext, graph) -> tuple[list[float], Window]:
     """Rates of the loader's own reader and source feeding ``graph`` (inputs dict -> output)."""
     from ..loaders.dali import StagePipeline
 
     pipe = StagePipeline(ctx.shards, ctx.cfg, ctx.device_id, graph)
+    window = steady_window(ctx.cfg.prefetch, ctx.warmup, ctx.batches)  # the pipeline's own prefetch queue
     try:
-        return time_stream(pipe.run, warmup=ctx.warmup, batches=ctx.batches, repeats=ctx.repeats, sync=ctx.sync)
+        rates = time_stream(pipe.run, warmup=window.warmup_batches, batches=window.timed_batches,
+                            repeats=ctx.repeats, sync=ctx.sync)
     finally:
         pipe.close()
+    return rates, window
 
 
 def read_dali(ctx: StageContext) -> dict[str, Any]:
     """The loader's reading alone: the epoch plan's samples read by offset, checked and handed to DALI."""
-    rates = _run_pipeline(ctx, lambda inputs: inputs["jpegs"])
+    rates, window = _run_pipeline(ctx, lambda inputs: inputs["jpegs"])
     per = jpeg_bytes_per_sample(ctx.shards)
     return {"img_s": summary(rates), "mb_s": summary([r * per / 1e6 for r in rates], "MB/s"),
-            "jpeg_bytes_per_sample": round(per)}
+            "jpeg_bytes_per_sample": round(per), "window": window.as_json()}
 
 
 def decode(ctx: StageContext, **decoder: Any) -> dict[str, Any]:
@@ -114,10 +117,11 @@ def decode(ctx: StageContext, **decoder: Any) -> dict[str, Any]:
     from ..loaders.dali_graph import decoder_options
 
     args = {**decoder_options(ctx.cfg, ctx.cuda), **decoder}
-    rates = _run_pipeline(ctx, lambda inputs: fn.decoders.image(inputs["jpegs"], output_type=types.RGB,
-                                                                adjust_orientation=False, **args))
+    rates, window = _run_pipeline(ctx, lambda inputs: fn.decoders.image(inputs["jpegs"], output_type=types.RGB,
+                                                                        adjust_orientation=False, **args))
     return {"img_s": summary(rates), "decoder": {k: v for k, v in args.items() if not k.endswith(("_hint",
-                                                                                                    "_padding"))}}
+                                                                                                    "_padding"))},
+            "window": window.as_json()}
 
 
 def decode_resize(ctx: StageContext) -> dict[str, Any]:
@@ -125,8 +129,9 @@ def decode_resize(ctx: StageContext) -> dict[str, Any]:
     from ..loaders.dali_graph import decode_and_crop
 
     cfg = ctx.cfg
-    rates = _run_pipeline(ctx, lambda inputs: decode_and_crop(inputs, cfg, ctx.cuda))
-    return {"img_s": summary(rates), "pil_parity": cfg.pil_parity if cfg.mode == "eval" else None}
+    rates, window = _run_pipeline(ctx, lambda inputs: decode_and_crop(inputs, cfg, ctx.cuda))
+    return {"img_s": summary(rates), "pil_parity": cfg.pil_parity if cfg.mode == "eval" else None,
+            "window": window.as_json()}
 
 
 # --- loaders ----------------------------------------------------------------------------------
@@ -137,25 +142,44 @@ def make_loader(ctx: StageContext, backend: str, **overrides: Any):
     return new_loader(ctx.shards, replace(ctx.cfg, **overrides), backend, SINGLE)
 
 
+def workers_of(backend: str, cfg: LoaderConfig) -> int:
+    """DALI threads, or the baseline's DataLoader workers (default: as many as the DALI threads)."""
+    return cfg.threads if backend == "dali" else (cfg.num_workers if cfg.num_workers is not None else cfg.threads)
+
+
+def queue_batches(backend: str, cfg: LoaderConfig) -> int:
+    """Batches a loader may hold ready before the consumer asks: DALI's prefetch queue; each
+    DataLoader worker's ``prefetch_factor`` batches (the main process itself when there are none)."""
+    return cfg.prefetch if backend == "dali" else max(1, workers_of(backend, cfg)) * cfg.prefetch
+
+
+def loader_window(ctx: StageContext, backend: str, cfg: LoaderConfig, steps: int) -> Window:
+    return steady_window(queue_batches(backend, cfg), ctx.warmup, ctx.batches, steps)
+
+
+def loader_summary(backend: str, cfg: LoaderConfig, rates: list[float], window: Window, built_s: float
+                   ) -> dict[str, Any]:
+    """One loader measurement as stored in ``bench.json``."""
+    return {"img_s": summary(rates), "backend": backend, "build_s": round(built_s, 3),
+            "window": window.as_json(), "batch_size": cfg.batch_size, "threads_or_workers": workers_of(backend, cfg),
+            "prefetch": cfg.prefetch, **({"pil_parity": cfg.pil_parity} if cfg.mode == "eval" else {})}
+
+
 def loader(ctx: StageContext, backend: str, **overrides: Any) -> dict[str, Any]:
-    """The whole loader, to device tensors: ``repeats`` passes, the first ``warmup`` batches of each
-    untimed (DataLoader worker start-up, DALI shuffle-buffer fill)."""
+    """The whole loader, to device tensors: ``repeats`` passes, each timed in a steady window
+    (:func:`steady_window`: warm-up past DataLoader start-up, DALI's shuffle-buffer fill and the
+    prefetch queue)."""
     start = time.perf_counter()
     ldr = make_loader(ctx, backend, **overrides)
     built = time.perf_counter() - start
+    cfg = replace(ctx.cfg, **overrides)
     try:
-        steps = len(ldr)
-        batches = max(1, min(ctx.batches, steps - ctx.warmup))
-        warmup = min(ctx.warmup, max(0, steps - 1))
-        rates = time_epochs(lambda: (b.images.shape[0] for b in ldr), warmup=warmup, batches=batches,
-                            repeats=ctx.repeats, sync=ctx.sync)
+        window = loader_window(ctx, backend, cfg, len(ldr))
+        rates = time_epochs(lambda: (b.images.shape[0] for b in ldr), warmup=window.warmup_batches,
+                            batches=window.timed_batches, repeats=ctx.repeats, sync=ctx.sync)
     finally:
         ldr.close()
-    cfg = replace(ctx.cfg, **overrides)
-    threads = cfg.threads if backend == "dali" else (cfg.num_workers if cfg.num_workers is not None else cfg.threads)
-    return {"img_s": summary(rates), "backend": backend, "build_s": round(built, 3), "timed_batches": batches,
-            "batch_size": cfg.batch_size, "threads_or_workers": threads, "prefetch": cfg.prefetch,
-            **({"pil_parity": cfg.pil_parity} if cfg.mode == "eval" else {})}
+    return loader_summary(backend, cfg, rates, window, built)
 
 
 def loader_rate(ctx: StageContext, **overrides: Any) -> float:
@@ -193,13 +217,15 @@ def model_step(ctx: StageContext, backend: str, model: str = "tiny", kind: str =
                 step(b.images, b.labels)
                 yield b.images.shape[0]
 
-        steps = len(ldr)
-        fed_rates = time_epochs(fed, warmup=min(ctx.warmup, max(0, steps - 1)),
-                                batches=max(1, min(ctx.batches, steps - ctx.warmup)), repeats=ctx.repeats,
-                                sync=ctx.sync)
+        window = loader_window(ctx, backend, ctx.cfg, len(ldr))
+        fed_rates = time_epochs(fed, warmup=window.warmup_batches, batches=window.timed_batches,
+                                repeats=ctx.repeats, sync=ctx.sync)
     finally:
         ldr.close()
     alone_s, fed_s = summary(alone_rates), summary(fed_rates)
+    # a window shorter than the loader's queue would credit the loader with batches made before it
     ratio = (fed_s["median"] / alone_s["median"]) if alone_s["median"] and fed_s["median"] else None
+    ratio = ratio if window.steady else None
     return {"model": model, "step": kind, "backend": backend, "model_alone_img_s": alone_s, "fed_img_s": fed_s,
-            "fed_over_alone": ratio, "keeps_up": bool(ratio is not None and ratio >= 0.95)}
+            "window": window.as_json(), "fed_over_alone": ratio,
+            "keeps_up": None if ratio is None else ratio >= 0.95}

@@ -1,11 +1,44 @@
-"""Timing helpers: warm-up excluded, several timed windows, median and spread."""
+"""Timing helpers: warm-up excluded, several timed windows, median and spread, and the rule that
+makes a window steady-state."""
 
 from __future__ import annotations
 
 import statistics
 import time
 from collections.abc import Callable, Iterator
+from dataclasses import asdict, dataclass
 from typing import Any
+
+# A loader prepares batches ahead (DALI's prefetch queue; DataLoader workers x prefetch_factor).
+# Batches made during start-up or warm-up and handed out inside the timed window are work the window
+# did not pay for: with a window of 3 batches and a queue of 4 a loader looks arbitrarily fast.
+# So the warm-up drains the queue (at least queue + 1 batches) and the window spans several queues.
+STEADY_QUEUES = 4
+
+
+@dataclass(frozen=True)
+class Window:
+    """How one loader measurement was timed (stored in ``bench.json`` beside its rate)."""
+
+    warmup_batches: int  # untimed, at the start of each pass
+    timed_batches: int
+    queue_batches: int  # batches the loader may hold ready
+    steady: bool  # warm-up drained the queue and the window spans STEADY_QUEUES queues
+
+    def as_json(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+def steady_window(queue: int, warmup: int, batches: int, steps: int | None = None) -> Window:
+    """The window for a loader holding ``queue`` batches ready: the warm-up raised to drain the queue,
+    the timed batches raised to ``STEADY_QUEUES`` queues, both cut to a pass of ``steps`` batches
+    (``None``: a source that never ends). Not ``steady`` when the pass is too short for both."""
+    warm = max(warmup, queue + 1)
+    timed = max(batches, STEADY_QUEUES * queue, 1)
+    if steps is not None:
+        warm = min(warm, max(0, steps - 1))
+        timed = max(1, min(timed, steps - warm))
+    return Window(warm, timed, queue, warm >= queue + 1 and timed >= STEADY_QUEUES * queue)
 
 
 def summary(values: list[float], unit: str = "img/s") -> dict[str, Any]:
