@@ -6,6 +6,7 @@ import argparse
 import importlib
 import os
 import sys
+import traceback
 from pathlib import Path
 
 from . import __version__
@@ -79,9 +80,14 @@ def cmd_demo(args: argparse.Namespace) -> int:
     return run_demo(Path(args.out), workers=args.workers, device=args.device, scale=args.scale)
 
 
+DEBUG_ENV = "IMAGENET_PIPE_DEBUG"  # set to 1 to see the traceback of an expected failure too
+DEBUG_HELP = f"on an error, print the traceback too (or set {DEBUG_ENV}=1)"
+
+
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="imagenet-pipe", description=__doc__)
     p.add_argument("--version", action="version", version=f"imagenet-pipe {__version__}")
+    p.add_argument("--debug", action="store_true", help=DEBUG_HELP)
     sub = p.add_subparsers(dest="command", required=True)
 
     c = sub.add_parser("convert", help="raw download -> shuffled WebDataset shards + indexes + manifest")
@@ -147,6 +153,8 @@ def build_parser() -> argparse.ArgumentParser:
                 raise
             continue
         add(sub)
+    for command in sub.choices.values():  # --debug is accepted after the subcommand too
+        command.add_argument("--debug", action="store_true", default=argparse.SUPPRESS, help=DEBUG_HELP)
     return p
 
 
@@ -155,15 +163,20 @@ LOADER_COMMANDS = [("imagenet_pipe.bench.cli", "add_bench_parser"), ("imagenet_p
 
 
 def main(argv: list[str] | None = None) -> int:
-    from .convert import ConvertError
-    from .sources import SourceError
+    from .errors import ImagenetPipeError
 
     args = build_parser().parse_args(argv)
     try:
         return args.func(args)
-    except (ConvertError, SourceError, ValueError, FileNotFoundError) as e:
-        print(f"imagenet-pipe {args.command}: error: {e}", file=sys.stderr)
+    except ImagenetPipeError as e:  # expected failures only: anything else is a bug and keeps its traceback
+        if args.debug or os.environ.get(DEBUG_ENV, "0") not in ("", "0"):
+            traceback.print_exc()
+        print(f"imagenet-pipe {args.command}: error: {one_line(str(e))}", file=sys.stderr)
         return 2
+
+
+def one_line(message: str) -> str:
+    return "; ".join(line.strip() for line in message.splitlines() if line.strip())
 
 
 if __name__ == "__main__":

@@ -52,6 +52,7 @@ from .archive import KIND_FILE, ByteReader
 from .catalog import Catalog
 from .classes import ClassTable
 from .config import load_preset
+from .errors import ImagenetPipeError
 from .hygiene import BadImage, HygienePolicy, clean
 from .indexes import atomic_write
 from .shards import ShardRecord, ShardWriter, idx_name, shard_name
@@ -66,7 +67,7 @@ OK, BAD = 1, 2
 SAFE_SPLIT = re.compile(r"^[A-Za-z0-9_-]+$")
 
 
-class ConvertError(Exception):
+class ConvertError(ImagenetPipeError):
     """A conversion cannot start or finish; the message says what to do."""
 
 

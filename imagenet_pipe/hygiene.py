@@ -27,6 +27,8 @@ from dataclasses import dataclass, field
 
 from PIL import Image, ImageOps, UnidentifiedImageError
 
+from .errors import OptionsError
+
 Image.MAX_IMAGE_PIXELS = None  # ImageNet has a few 10+ MP images; they are photos, not bombs
 EXIF_ORIENTATION = 0x0112
 # a pixel counts as black up to this value (0..255, every channel): JPEG ringing on a black frame
@@ -46,13 +48,13 @@ class HygienePolicy:
     def __post_init__(self) -> None:
         unknown = [f for f in self.flags if f not in FLAGS]
         if unknown:
-            raise ValueError(f"unknown image flag(s) {unknown}; known: {list(FLAGS)}")
+            raise OptionsError(f"unknown image flag(s) {unknown}; known: {list(FLAGS)}")
         if self.check not in ("decode", "header"):
-            raise ValueError(f"check must be 'decode' or 'header', not {self.check!r}")
+            raise OptionsError(f"check must be 'decode' or 'header', not {self.check!r}")
         if self.exif not in ("reset", "apply", "keep"):
-            raise ValueError(f"exif must be 'reset', 'apply' or 'keep', not {self.exif!r}")
+            raise OptionsError(f"exif must be 'reset', 'apply' or 'keep', not {self.exif!r}")
         if not 1 <= self.quality <= 100:
-            raise ValueError(f"quality must be in 1..100, not {self.quality}")
+            raise OptionsError(f"quality must be in 1..100, not {self.quality}")
 
 
 class BadImage(Exception):

@@ -16,6 +16,7 @@ from pathlib import Path
 from typing import Any
 
 from .classes import ClassTable
+from .errors import ShardError
 
 INFO_FILES = ("_info.json", "info.json")
 
@@ -61,6 +62,16 @@ def write_indexes(out: Path, manifest: dict[str, Any], classes: ClassTable) -> N
         atomic_write(out / wids_name(manifest["prefix"], split), wids)
     atomic_write(out / "sizes.json", json.dumps(sizes_index(manifest), indent=1) + "\n")
     atomic_write(out / "classes.tsv", classes.to_tsv())
+
+
+def read_json(path: Path) -> Any:
+    """A JSON file of an output folder; a missing or damaged one is a :class:`ShardError` naming it."""
+    try:
+        return json.loads(Path(path).read_text())
+    except FileNotFoundError:
+        raise ShardError(f"{path}: not found") from None
+    except (OSError, ValueError) as e:  # UnicodeDecodeError and JSONDecodeError are ValueErrors
+        raise ShardError(f"{path}: not readable JSON ({e})") from None
 
 
 def atomic_write(path: Path, text: str) -> None:

@@ -17,6 +17,8 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
+from .errors import ShardError
+
 SAFE_KEY = re.compile(r"^[A-Za-z0-9_-]{1,90}$")
 IDX_VERSION = "v1.2"
 
@@ -122,16 +124,16 @@ def read_idx(path: Path) -> list[list[IdxComponent]]:
     lines = Path(path).read_text().splitlines()
     version, count = lines[0].split()
     if version != IDX_VERSION:
-        raise ValueError(f"{path}: index version {version!r}, expected {IDX_VERSION}")
+        raise ShardError(f"{path}: index version {version!r}, expected {IDX_VERSION}")
     samples = []
     for line in lines[1:]:
         tok = line.split()
         if len(tok) % 4:
-            raise ValueError(f"{path}: malformed index line {line!r}")
+            raise ShardError(f"{path}: malformed index line {line!r}")
         samples.append([IdxComponent(tok[i], int(tok[i + 1]), int(tok[i + 2]), tok[i + 3])
                         for i in range(0, len(tok), 4)])
     if int(count) != len(samples):
-        raise ValueError(f"{path}: header says {count} samples, found {len(samples)} lines")
+        raise ShardError(f"{path}: header says {count} samples, found {len(samples)} lines")
     return samples
 
 

@@ -13,6 +13,7 @@ from typing import Any
 
 import torch
 
+from ..errors import OptionsError
 from ..loaders.config import resolve_config
 from ..loaders.shardset import ShardSet
 from . import report, stages
@@ -44,7 +45,7 @@ def _pin(cores: int | None) -> tuple[int, tuple[set[int] | None, int]]:
     cpus = available_cpus()
     n = len(cpus) if not cores else min(cores, len(cpus))
     if cores and cores > len(cpus):
-        raise ValueError(f"--cores {cores}: only {len(cpus)} CPUs are available to this process")
+        raise OptionsError(f"--cores {cores}: only {len(cpus)} CPUs are available to this process")
     old_mask, old_threads = None, torch.get_num_threads()
     if hasattr(os, "sched_setaffinity") and n < len(cpus):
         old_mask = set(cpus)
@@ -150,7 +151,7 @@ def _space(given: dict[str, list[Any]] | None, ctx: StageContext, cores: int) ->
     space = candidates(ctx, cores)
     for knob, values in (given or {}).items():
         if knob not in ("num_threads", "prefetch", "batch_size", "hw_decoder_load"):
-            raise ValueError(f"cannot tune {knob!r}")
+            raise OptionsError(f"cannot tune {knob!r}")
         if values and (knob != "hw_decoder_load" or ctx.cuda):  # no hardware decoder on CPU pipelines
             space[knob] = list(values)
         else:
@@ -211,13 +212,13 @@ def run_bench(root: str | Path, *, presets: Sequence[str] = ("train-224", "eval-
     wanted = set(stages_wanted)
     unknown = wanted - set(STAGES)
     if unknown:
-        raise ValueError(f"unknown stage(s) {sorted(unknown)}; known: {', '.join(STAGES)}")
+        raise OptionsError(f"unknown stage(s) {sorted(unknown)}; known: {', '.join(STAGES)}")
     if tune:
         wanted.add("tune")
     if model_step:
         wanted.add("model")
     if parity not in PARITY:
-        raise ValueError(f"parity must be one of {PARITY}")
+        raise OptionsError(f"parity must be one of {PARITY}")
     shards = ShardSet.open(root, split)
     dev = _device(device)
     n_cores, pinned = _pin(cores)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from ..errors import OptionsError
 from .base import Source, SourceError
 from .imagenet1k_folder import ImageNet1kFolder
 from .imagenet1k_kaggle import ImageNet1kKaggle
@@ -32,7 +33,7 @@ def layouts(dataset: str) -> list[type[Source]]:
     try:
         return SOURCES[dataset]
     except KeyError:
-        raise ValueError(f"unknown dataset {dataset!r}; known: {', '.join(SOURCES)}") from None
+        raise OptionsError(f"unknown dataset {dataset!r}; known: {', '.join(SOURCES)}") from None
 
 
 def open_source(dataset: str, root: Path, workdir: Path, layout: str | None = None, **options) -> Source:
@@ -44,7 +45,7 @@ def open_source(dataset: str, root: Path, workdir: Path, layout: str | None = No
     if layout is not None:
         chosen = [c for c in candidates if c.layout == layout]
         if not chosen:
-            raise ValueError(f"{dataset} has no layout {layout!r}; known: {[c.layout for c in candidates]}")
+            raise OptionsError(f"{dataset} has no layout {layout!r}; known: {[c.layout for c in candidates]}")
         return chosen[0](root, workdir, **options)
     for cls in candidates:
         if cls.detect(root):

@@ -19,15 +19,12 @@ from typing import ClassVar
 
 from ..archive import KIND_DIR, KIND_ZIP, Containers, compression_of, iter_tar
 from ..catalog import Entry
+from ..errors import SourceError
 
 IMAGE_SUFFIXES = (".jpeg", ".jpg", ".png")
 WNID = re.compile(r"^n\d{8}$")
 UNSAFE_KEY_CHARS = re.compile(r"[^A-Za-z0-9_-]")
 MAX_KEY = 90  # shard member names must stay under tar's 100 bytes with the extension
-
-
-class SourceError(Exception):
-    """The download does not look like the layout it claims to be; the message says why."""
 
 
 @dataclass(frozen=True)
