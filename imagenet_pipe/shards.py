@@ -13,7 +13,7 @@ import math
 import os
 import re
 import tarfile
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -27,6 +27,12 @@ def shard_name(prefix: str, split: str, index: int, num_shards: int) -> str:
     """HF-hub style: ``imagenet1k-train-0000.tar`` (digits = ceil(log10(num_shards)))."""
     digits = max(1, math.ceil(math.log10(num_shards))) if num_shards > 1 else 1
     return f"{prefix}-{split}-{index:0{digits}d}.tar"
+
+
+def shard_pattern(prefix: str, splits: Iterable[str]) -> re.Pattern:
+    """Names of the shards and DALI indexes :func:`shard_name` gives for these splits."""
+    alternatives = "|".join(re.escape(s) for s in splits)
+    return re.compile(rf"^{re.escape(prefix)}-(?:{alternatives})-\d+\.(?:tar|idx)$")
 
 
 def idx_name(tar_name: str) -> str:
