@@ -29,9 +29,11 @@ def cmd_convert(args: argparse.Namespace) -> int:
     from .hygiene import HygienePolicy
 
     out = args.out or Path("shards") / args.dataset
-    hygiene = HygienePolicy(quality=args.quality, max_side=args.max_side, check=args.check, exif=args.exif)
+    limits = {"max_pixels": args.max_pixels} if args.max_pixels is not None else {}
+    hygiene = HygienePolicy(quality=args.quality, max_side=args.max_side, check=args.check, exif=args.exif, **limits)
     convert(args.dataset, args.source, out, workers=args.workers, overwrite=args.overwrite,
-            progress=not args.quiet, keep_work=args.keep_work, splits=args.splits, seed=args.seed,
+            progress=not args.quiet, keep_work=args.keep_work, strict=args.strict,
+            allow_empty_splits=args.allow_empty_splits, splits=args.splits, seed=args.seed,
             shard_size=args.shard_size, num_shards=args.num_shards, layout=args.layout,
             real_labels=not args.no_real_labels, hygiene=hygiene, dataset_options=_dataset_options(args))
     print(f"shards, indexes and manifest.json written to {out}")
@@ -105,6 +107,9 @@ def build_parser() -> argparse.ArgumentParser:
     c.add_argument("--layout", help="force a raw layout instead of detecting it")
     c.add_argument("--max-side", type=int, help="re-encode images whose longer side exceeds this (opt-in)")
     c.add_argument("--quality", type=int, default=95, help="JPEG quality of re-encoded images (default 95)")
+    c.add_argument("--max-pixels", type=int,
+                   help="quarantine images whose header declares more pixels: decompression bombs "
+                        "(default 89,478,485, Pillow's limit)")
     c.add_argument("--check", choices=("decode", "header"), default="decode",
                    help="decode every image (default) or check headers and end markers only (faster)")
     c.add_argument("--exif", choices=("reset", "apply", "keep"), default="reset",
@@ -114,6 +119,10 @@ def build_parser() -> argparse.ArgumentParser:
     c.add_argument("--holdout-seed", type=int, help="imagenet21k: which images are held out (default 0)")
     c.add_argument("--class-list", help="imagenet21k: label space (imagenet21k, imagenet21k_p, ...)")
     c.add_argument("--overwrite", action="store_true", help="replace a different conversion in --out")
+    c.add_argument("--strict", action="store_true",
+                   help="refuse archives with warnings (a tar that ends without its end-of-archive blocks)")
+    c.add_argument("--allow-empty-splits", action="store_true",
+                   help="write the other splits when every sample of a split is quarantined (default: an error)")
     c.add_argument("--keep-work", action="store_true", help="keep the work folder (catalog, inspection) afterwards")
     c.add_argument("--quiet", action="store_true", help="no progress bars")
     c.set_defaults(func=cmd_convert)
