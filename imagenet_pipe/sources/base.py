@@ -124,11 +124,13 @@ def iter_class_tars(src: Source, path: Path, containers: Containers) -> Iterator
             yield wnid, where, cid, iter_nested_tar(f, outer, where, src)
 
 
-def walk_dir(path: Path, containers: Containers, log: ScanLog) -> Iterator[FileRef]:
+def walk_dir(path: Path, containers: Containers, log: ScanLog, where: str | None = None) -> Iterator[FileRef]:
     """Regular files under ``path`` (hidden names skipped), in sorted order. Links to folders are
-    followed once; FIFOs, sockets, devices and broken links are recorded as ignored and never
-    opened (a FIFO would block the reader); a folder that cannot be listed stops the scan."""
+    followed once; FIFOs, sockets, devices and broken links are recorded as ignored (under
+    ``where``, default ``<folder name>/``) and never opened (a FIFO would block the reader); a
+    folder that cannot be listed stops the scan."""
     cid = containers.add(KIND_DIR, path)
+    where = f"{path.name}/" if where is None else where
     seen = {os.path.realpath(path)}
 
     def visit(folder: str, rel: str) -> Iterator[FileRef]:
@@ -144,14 +146,14 @@ def walk_dir(path: Path, containers: Containers, log: ScanLog) -> Iterator[FileR
             if entry.is_dir():  # follows links
                 real = os.path.realpath(entry.path)
                 if real in seen:
-                    log.ignore(f"{relpath}/", "link to a folder already walked (a loop): not followed")
+                    log.ignore(f"{where}{relpath}/", "link to a folder already walked (a loop): not followed")
                     continue
                 seen.add(real)
                 yield from visit(entry.path, f"{relpath}/")
             elif entry.is_file():
                 yield FileRef(relpath, cid, 0, 0, relpath)
             else:
-                log.ignore(relpath, f"{_special_file_kind(entry.path)}: not a regular file, not read")
+                log.ignore(f"{where}{relpath}", f"{_special_file_kind(entry.path)}: not a regular file, not read")
 
     yield from visit(str(path), "")
 

@@ -89,7 +89,7 @@ class ImageNet1kKaggle(Source):
             top = {n: (self.root / n).read_text() for n in (MAPPING, VAL_CSV) if (self.root / n).exists()}
             nested_files = sorted(self.root.glob("*" + NESTED_SUFFIX))
             if (self.root / "ILSVRC").is_dir():
-                tree = walk_dir(self.root, containers, self)
+                tree = walk_dir(self.root, containers, self, where="")
             elif nested_files:
                 tree = walk_tar(self, nested_files[0], containers)
             else:
