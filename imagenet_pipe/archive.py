@@ -24,7 +24,7 @@ import tarfile
 import zipfile
 import zlib
 from collections import OrderedDict
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import BinaryIO, Protocol
@@ -83,24 +83,27 @@ def iter_tar(fileobj: BinaryIO, where: str, *, base: int = 0, size: int | None =
     if size is None:
         size = fileobj.seek(0, os.SEEK_END)
     fileobj.seek(0)
-    at = f" (byte {base} of the outer archive)" if base else ""
+
+    def at(offset: int) -> str:  # where an offset in an inner tar lies in the file on disk
+        return f"offset {offset} (byte {base + offset} of the outer archive)" if base else f"offset {offset}"
+
     try:
         tar = tarfile.open(fileobj=fileobj, mode="r:")
     except tarfile.TarError as e:
-        raise ArchiveError(f"{where}: not a readable tar: header at offset 0{at}: {e}") from None
+        raise ArchiveError(f"{where}: not a readable tar: header at {at(0)}: {e}") from None
     with tar:
         while True:
             offset = tar.offset
             try:
                 info = tar.next()
             except tarfile.TarError as e:
-                raise ArchiveError(f"{where}: damaged tar header at offset {offset}{at}: {e}") from None
+                raise ArchiveError(f"{where}: damaged tar header at {at(offset)}: {e}") from None
             if info is None:
                 break
             if info.isreg() and info.sparse is None:
                 if info.offset_data + info.size > size:
-                    raise ArchiveError(f"{where}: truncated inside member {info.name!r} at offset {info.offset_data}"
-                                       f"{at}: {max(0, size - info.offset_data)} of {info.size} bytes present")
+                    raise ArchiveError(f"{where}: truncated inside member {info.name!r} at {at(info.offset_data)}: "
+                                       f"{max(0, size - info.offset_data)} of {info.size} bytes present")
                 yield TarMember(info.name, base + info.offset_data, info.size)
             elif not info.isdir() and log is not None:
                 log.ignore(f"{where}/{info.name}", f"{_member_kind(info)}: not a regular file, not read")
@@ -120,22 +123,23 @@ def _member_kind(info: tarfile.TarInfo) -> str:
             tarfile.BLKTYPE: "block device"}.get(info.type, f"tar entry of type {info.type!r}")
 
 
-def _check_tar_end(fileobj: BinaryIO, offset: int, size: int, where: str, at: str, log: ScanLog | None) -> None:
+def _check_tar_end(fileobj: BinaryIO, offset: int, size: int, where: str, at: Callable[[int], str],
+                   log: ScanLog | None) -> None:
     """tarfile stopped at ``offset``: a zero block there is the end of the archive; anything else
     is damage that would silently drop every member after it."""
     if offset >= size:
         if log is not None:
             log.warn(f"{where}: ends after its last member without the end-of-archive blocks (truncated at "
-                     f"byte {size}{at}?); every member listed is complete")
+                     f"{at(size)}?); every member listed is complete")
         return
     fileobj.seek(offset)
     block = fileobj.read(tarfile.BLOCKSIZE)
     if len(block) < tarfile.BLOCKSIZE:
-        raise ArchiveError(f"{where}: truncated inside the header at offset {offset}{at}: "
+        raise ArchiveError(f"{where}: truncated inside the header at {at(offset)}: "
                            f"{len(block)} of {tarfile.BLOCKSIZE} bytes present")
     if block.count(0) != len(block):
-        raise ArchiveError(f"{where}: damaged tar header at offset {offset}{at} (bad checksum): the members from "
-                           "there on cannot be read; re-download the archive")
+        raise ArchiveError(f"{where}: damaged tar header at {at(offset)}: bad checksum; the members from there "
+                           "on cannot be read: re-download the archive")
 
 
 def iter_nested_tar(fileobj: BinaryIO, member: TarMember, where: str, log: ScanLog | None = None
