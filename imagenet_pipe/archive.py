@@ -204,6 +204,14 @@ def open_zip(path: Path) -> zipfile.ZipFile:
         raise ArchiveError(f"{path}: not a readable zip ({e}): truncated or damaged; re-download it") from None
 
 
+def read_zip_member(zf: zipfile.ZipFile, name: str) -> bytes:
+    """One member of an open zip; damaged compressed data (CRC, deflate) raises :class:`ArchiveError`."""
+    try:
+        return zf.read(name)
+    except (zipfile.BadZipFile, EOFError, zlib.error, OSError) as e:
+        raise ArchiveError(f"{zf.filename}:{name}: cannot be read ({e}): damaged; re-download it") from None
+
+
 # --- containers ----------------------------------------------------------------------------
 
 KIND_FILE, KIND_ZIP, KIND_DIR = "file", "zip", "dir"

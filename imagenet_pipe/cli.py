@@ -86,12 +86,7 @@ DEBUG_ENV = "IMAGENET_PIPE_DEBUG"  # set to 1 to see the traceback of an expecte
 DEBUG_HELP = f"on an error, print the traceback too (or set {DEBUG_ENV}=1)"
 
 
-def build_parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(prog="imagenet-pipe", description=__doc__)
-    p.add_argument("--version", action="version", version=f"imagenet-pipe {__version__}")
-    p.add_argument("--debug", action="store_true", help=DEBUG_HELP)
-    sub = p.add_subparsers(dest="command", required=True)
-
+def add_convert_parser(sub) -> None:
     c = sub.add_parser("convert", help="raw download -> shuffled WebDataset shards + indexes + manifest")
     c.add_argument("dataset", help="imagenet1k, imagenet21k, imagenet-v2, imagenet-c, imagenet-r, imagenet-a, "
                    "imagenet-sketch (see `imagenet-pipe datasets`)")
@@ -126,6 +121,15 @@ def build_parser() -> argparse.ArgumentParser:
     c.add_argument("--keep-work", action="store_true", help="keep the work folder (catalog, inspection) afterwards")
     c.add_argument("--quiet", action="store_true", help="no progress bars")
     c.set_defaults(func=cmd_convert)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="imagenet-pipe", description=__doc__)
+    p.add_argument("--version", action="version", version=f"imagenet-pipe {__version__}")
+    p.add_argument("--debug", action="store_true", help=DEBUG_HELP)
+    sub = p.add_subparsers(dest="command", required=True)
+
+    add_convert_parser(sub)
 
     v = sub.add_parser("verify", help="check shards, indexes and counts against manifest.json")
     v.add_argument("dir", type=Path)

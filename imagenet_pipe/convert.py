@@ -52,7 +52,7 @@ from .archive import KIND_FILE, ByteReader
 from .catalog import Catalog
 from .classes import ClassTable
 from .config import load_preset
-from .errors import ArchiveError, ImagenetPipeError
+from .errors import ArchiveError, ImagenetPipeError, ShardError
 from .hygiene import BadImage, HygienePolicy, clean
 from .indexes import CARD_FILE, CLASSES_FILE, INFO_FILES, SIZES_FILE, atomic_write, read_json, wids_name
 from .shards import ShardRecord, ShardWriter, idx_name, shard_name, shard_pattern
@@ -291,7 +291,7 @@ def convert(dataset: str, source: Path | str, out: Path | str, *, workers: int |
         manifest_path = out / MANIFEST
         previous = None
         if manifest_path.exists() and not work.exists():
-            previous = read_json(manifest_path)
+            previous = _previous_manifest(manifest_path, overwrite)
             if previous.get("options") == opts.to_json() and not overwrite:
                 if previous.get("source_files", files) != files:
                     raise ConvertError(f"{out} holds this conversion, but files in {opts.source} changed since "
@@ -597,6 +597,15 @@ def _prepare_work(work: Path, opts: ConvertOptions, files: dict[str, str], overw
         atomic_write(opts_path, json.dumps(fingerprint))
 
 
+def _previous_manifest(path: Path, overwrite: bool) -> dict:
+    try:
+        return read_json(path)
+    except ShardError as e:
+        if not overwrite:
+            raise ConvertError(f"{e}: the conversion there is damaged; pass --overwrite to replace it") from None
+        return {}  # its shards are removed by name pattern when the new ones are written
+
+
 def _read_state(path: Path) -> Any:
     try:
         return json.loads(path.read_text())
@@ -610,8 +619,8 @@ def _remove_previous(out: Path, work: Path, manifest: dict | None) -> None:
     until all is gone, so a run killed part-way finishes the removal when resumed."""
     listing = work / "previous.json"
     if manifest is not None:
-        names = [*INFO_FILES, *(wids_name(manifest["prefix"], s) for s in manifest.get("splits", {})), SIZES_FILE,
-                 CARD_FILE, CLASSES_FILE, MANIFEST]
+        wids = [wids_name(manifest["prefix"], s) for s in manifest.get("splits", {})] if "prefix" in manifest else []
+        names = [*INFO_FILES, *wids, SIZES_FILE, CARD_FILE, CLASSES_FILE, MANIFEST]
         names += [n for s in manifest.get("shards", []) for n in (s["name"], idx_name(s["name"]))]
         atomic_write(listing, json.dumps(names))
     names = _read_state(listing)

@@ -346,6 +346,18 @@ def test_a_clean_up_killed_part_way_finishes_on_the_rerun(tmp_path, fake1k):
     assert_accounted(out, first, counts(fake1k))
 
 
+def test_a_damaged_manifest_needs_overwrite_and_its_shards_are_replaced(tmp_path, fake1k):
+    src = raw(tmp_path, fake1k)
+    out = tmp_path / "out"
+    convert("imagenet1k", src, out, workers=1, shard_size=3, progress=False, log=quiet)
+    damage.truncate(out / "manifest.json", 0.5)
+    with pytest.raises(ConvertError, match=r"manifest\.json: not readable JSON .*pass --overwrite"):
+        run(src, out)
+    manifest = run(src, out, overwrite=True)  # 1 shard per split: the old ones go by their name pattern
+    assert sorted(p.name for p in out.glob("*.tar")) == sorted(s["name"] for s in manifest["shards"])
+    assert_accounted(out, manifest, counts(fake1k))
+
+
 # --- 10. file names ---------------------------------------------------------------------------
 
 def test_any_file_name_gets_a_safe_unique_key_and_keeps_its_name(tmp_path, fake1k):

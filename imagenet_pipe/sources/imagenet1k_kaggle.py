@@ -11,7 +11,7 @@ from __future__ import annotations
 from collections.abc import Iterator
 from pathlib import Path
 
-from ..archive import Containers, open_zip
+from ..archive import Containers, open_zip, read_zip_member
 from ..catalog import Entry
 from .base import (
     FileRef,
@@ -80,7 +80,7 @@ class ImageNet1kKaggle(Source):
         if zpath.is_file():
             with open_zip(zpath) as zf:
                 names = zf.namelist()
-                top = {n.rsplit("/", 1)[-1]: zf.read(n).decode() for n in names
+                top = {n.rsplit("/", 1)[-1]: read_zip_member(zf, n).decode() for n in names
                        if n.rsplit("/", 1)[-1] in (MAPPING, VAL_CSV)}
             nested = [n for n in names if n.endswith(NESTED_SUFFIX)]
             tree = (spool_zip_member(self, zpath, nested[0], containers) if nested
