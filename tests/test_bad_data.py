@@ -308,6 +308,13 @@ def test_bytes_after_the_jpeg_end_marker_are_trimmed_and_recorded(tmp_path, fake
     assert sample["json"]["hygiene"] == [f"trailing_bytes_trimmed:{len(junk)}"]
     assert manifest["hygiene"]["trailing_bytes_trimmed"] == 1
     assert_accounted(tmp_path / "out", manifest, {"train": counts(fake1k)["train"] + 1})
+    from imagenet_pipe import build_loader
+
+    for backend in ("dali", "baseline"):  # verify --decode accepted it: both loaders load it
+        loader = build_loader(tmp_path / "out", "train", "eval-224", batch_size=8, return_keys=True, device="cpu",
+                              backend=backend, num_threads=1)
+        keys = [k for batch in loader for k in batch.keys]
+        assert f"{wnid}_90001" in keys and len(keys) == manifest["splits"]["train"]["written"], backend
 
 
 # --- 7, 8. interrupted --overwrite, interrupted clean-up ----------------------------------------
