@@ -291,7 +291,7 @@ def convert(dataset: str, source: Path | str, out: Path | str, *, workers: int |
         manifest_path = out / MANIFEST
         previous = None
         if manifest_path.exists() and not work.exists():
-            previous = _previous_manifest(manifest_path, overwrite)
+            previous = _previous_manifest(manifest_path, overwrite, load_preset(dataset, "datasets"))
             if previous.get("options") == opts.to_json() and not overwrite:
                 if previous.get("source_files", files) != files:
                     raise ConvertError(f"{out} holds this conversion, but files in {opts.source} changed since "
@@ -302,17 +302,16 @@ def convert(dataset: str, source: Path | str, out: Path | str, *, workers: int |
                 raise ConvertError(f"{out} holds a different conversion ({MANIFEST}); pass --overwrite to replace it")
         _prepare_work(work, opts, files, overwrite, log)
         _remove_previous(out, work, previous)
-        run = _Run(opts, out, work, workers, progress, log, strict=strict, allow_empty_splits=allow_empty_splits)
-        run.source_files = files
+        run = _Run(opts, out, work, workers, progress, log, files, strict=strict, allow_empty_splits=allow_empty_splits)
         return run.execute(keep_work)
 
 
 class _Run:
     def __init__(self, opts: ConvertOptions, out: Path, work: Path, workers: int, progress: bool,
-                 log: Callable[[str], None], strict: bool = False, allow_empty_splits: bool = False) -> None:
+                 log: Callable[[str], None], source_files: dict[str, str], strict: bool = False,
+                 allow_empty_splits: bool = False) -> None:
         self.opts, self.out, self.work, self.workers, self.progress, self.log = opts, out, work, workers, progress, log
-        self.strict, self.allow_empty_splits = strict, allow_empty_splits
-        self.source_files: dict[str, str] = {}
+        self.source_files, self.strict, self.allow_empty_splits = source_files, strict, allow_empty_splits
         self.preset = load_preset(opts.dataset, "datasets")
         self.timings: dict[str, float] = {}
 
@@ -369,9 +368,9 @@ class _Run:
         return catalog, self._check_warnings(info)
 
     def _check_warnings(self, info: dict) -> dict:
-        for message in info.get("warnings", []):
-            self.log(f"warning: {message}")
         warnings = info.get("warnings", [])
+        for message in warnings:
+            self.log(f"warning: {message}")
         if self.strict and warnings:
             more = f" (and {len(warnings) - 1} more warnings)" if len(warnings) > 1 else ""
             raise ConvertError(f"--strict: {warnings[0]}{more}")
@@ -597,13 +596,14 @@ def _prepare_work(work: Path, opts: ConvertOptions, files: dict[str, str], overw
         atomic_write(opts_path, json.dumps(fingerprint))
 
 
-def _previous_manifest(path: Path, overwrite: bool) -> dict:
+def _previous_manifest(path: Path, overwrite: bool, preset: dict) -> dict:
     try:
         return read_json(path)
     except ShardError as e:
         if not overwrite:
             raise ConvertError(f"{e}: the conversion there is damaged; pass --overwrite to replace it") from None
-        return {}  # its shards are removed by name pattern when the new ones are written
+        # what its indexes may be called; its shards go by name pattern when the new ones are written
+        return {"prefix": preset["prefix"], "splits": dict.fromkeys(preset["splits"])}
 
 
 def _read_state(path: Path) -> Any:
@@ -619,7 +619,7 @@ def _remove_previous(out: Path, work: Path, manifest: dict | None) -> None:
     until all is gone, so a run killed part-way finishes the removal when resumed."""
     listing = work / "previous.json"
     if manifest is not None:
-        wids = [wids_name(manifest["prefix"], s) for s in manifest.get("splits", {})] if "prefix" in manifest else []
+        wids = [wids_name(manifest["prefix"], s) for s in manifest["splits"]]
         names = [*INFO_FILES, *wids, SIZES_FILE, CARD_FILE, CLASSES_FILE, MANIFEST]
         names += [n for s in manifest.get("shards", []) for n in (s["name"], idx_name(s["name"]))]
         atomic_write(listing, json.dumps(names))
