@@ -212,6 +212,15 @@ def read_zip_member(zf: zipfile.ZipFile, name: str) -> bytes:
         raise ArchiveError(f"{zf.filename}:{name}: cannot be read ({e}): damaged; re-download it") from None
 
 
+class TooLarge(ArchiveError):
+    """A file too large to be an image within the pixel limit: never read into memory."""
+
+
+def _check_size(size: int, max_bytes: int | None, where: str) -> None:
+    if max_bytes is not None and size > max_bytes:
+        raise TooLarge(f"{size:,} bytes, larger than any image within the pixel limit ({max_bytes:,} bytes): {where}")
+
+
 # --- containers ----------------------------------------------------------------------------
 
 KIND_FILE, KIND_ZIP, KIND_DIR = "file", "zip", "dir"
@@ -261,15 +270,19 @@ class ByteReader:
         self.containers = containers
         self._open: OrderedDict[int, int | zipfile.ZipFile] = OrderedDict()
 
-    def read(self, cid: int, offset: int, size: int, member: str) -> bytes:
-        """The bytes of one sample; a file that cannot be read raises :class:`ArchiveError` naming it."""
+    def read(self, cid: int, offset: int, size: int, member: str, max_bytes: int | None = None) -> bytes:
+        """The bytes of one sample; a file that cannot be read raises :class:`ArchiveError` naming it,
+        one larger than ``max_bytes`` :class:`TooLarge` before anything is read."""
         kind, path = self.containers.entries[cid]
         try:
             if kind == KIND_DIR:
+                _check_size((Path(path) / member).stat().st_size, max_bytes, f"{path}/{member}")
                 return (Path(path) / member).read_bytes()
             handle = self._handle(cid, kind, path)
             if kind == KIND_ZIP:
+                _check_size(handle.getinfo(member).file_size, max_bytes, f"{path}:{member}")
                 return handle.read(member)
+            _check_size(size, max_bytes, f"{path} at offset {offset}")
             data = os.pread(handle, size, offset)
         except (OSError, EOFError, KeyError, zlib.error, zipfile.BadZipFile) as e:
             where = f"{path}/{member}" if kind == KIND_DIR else f"{path}:{member}" if kind == KIND_ZIP else \

@@ -48,7 +48,7 @@ import numpy as np
 from tqdm import tqdm
 
 from . import __version__
-from .archive import KIND_FILE, ByteReader
+from .archive import KIND_FILE, ByteReader, TooLarge
 from .catalog import Catalog
 from .classes import ClassTable
 from .config import load_preset
@@ -177,11 +177,11 @@ def _reader() -> ByteReader:
 _SLOW_READ_S = float(os.environ.get("IMAGENET_PIPE_SLOW_READ_S", "0"))
 
 
-def _read_raw(i: int) -> bytes:
+def _read_raw(i: int, max_bytes: int | None = None) -> bytes:
     if _SLOW_READ_S:
         time.sleep(_SLOW_READ_S)
     c = _STATE["catalog"].columns
-    return _reader().read(int(c["cid"][i]), int(c["offset"][i]), int(c["size"][i]), c["member"][i])
+    return _reader().read(int(c["cid"][i]), int(c["offset"][i]), int(c["size"][i]), c["member"][i], max_bytes)
 
 
 def _inspect_chunk(chunk_id: int) -> tuple[int, int, int]:
@@ -201,7 +201,10 @@ def _inspect_chunk(chunk_id: int) -> tuple[int, int, int]:
     with open(fix_tmp, "wb") as fix:
         for j, i in enumerate(idx):
             try:
-                data = _read_raw(int(i))
+                data = _read_raw(int(i), policy.max_file_bytes)
+            except TooLarge as e:  # memory stays bounded whatever the input
+                status[j], notes[j] = BAD, f"too large: {e}"
+                continue
             except ArchiveError as e:  # e.g. a zip member failing its CRC, a file without read permission
                 status[j], notes[j] = BAD, f"unreadable: {e}"
                 continue

@@ -16,8 +16,9 @@ and the published ImageNet results). The policy here:
 * optional ``max_side``: larger images are downscaled (bicubic) and re-encoded;
 * rejected (quarantined) with a reason: anything that cannot be decoded, images whose header
   declares more than ``max_pixels`` pixels (decompression bombs: judged from the header, before
-  any pixel is decoded, so a worker's memory stays bounded), and 32-bit integer or floating-point
-  pixels (TIFF modes ``I``/``F``), which have no defined 8-bit range.
+  any pixel is decoded, so a worker's memory stays bounded; files larger than
+  ``max_file_bytes`` are not even read), and 32-bit integer or floating-point pixels (TIFF modes
+  ``I``/``F``), which have no defined 8-bit range.
 
 Every change is reported as a short action string that ends up in the sample's json. Optional
 image *flags* (``policy.flags``, switched on by a dataset preset's ``image_flags``) report facts
@@ -68,6 +69,12 @@ class HygienePolicy:
             raise OptionsError(f"quality must be in 1..100, not {self.quality}")
         if self.max_pixels < 1:
             raise OptionsError(f"max_pixels must be positive, not {self.max_pixels}")
+
+    @property
+    def max_file_bytes(self) -> int:
+        """No image within ``max_pixels`` is larger on disk than uncompressed 16-bit RGBA (8 bytes
+        per pixel) plus 1 MiB of metadata: larger files are quarantined without being read."""
+        return 8 * self.max_pixels + (1 << 20)
 
 
 class BadImage(Exception):

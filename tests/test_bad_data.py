@@ -279,6 +279,20 @@ def test_decompression_bombs_are_quarantined_from_their_header(tmp_path, fake1k)
     assert_accounted(tmp_path / "small", small, {"train": counts(fake1k)["train"] + 2})
 
 
+def test_a_file_too_large_to_be_an_image_is_quarantined_unread(tmp_path, fake1k):
+    src = raw(tmp_path, fake1k, "folder", "classes")
+    wnid = sorted(fake1k.train_counts)[0]
+    huge = src / "train" / wnid / f"{wnid}_99999.JPEG"
+    with open(huge, "wb") as f:
+        f.truncate(1 << 30)  # 1 GiB, sparse: reading it would take 1 GiB of memory
+    manifest = run(src, tmp_path / "out", splits=["train"])
+    (q,) = [q for q in manifest["quarantine"] if q["key"] == f"{wnid}_99999"]
+    limit = HygienePolicy().max_file_bytes
+    assert q["reason"] == (f"too large: 1,073,741,824 bytes, larger than any image within the pixel limit "
+                           f"({limit:,} bytes): {huge.parent.parent}/{wnid}/{huge.name}")
+    assert_accounted(tmp_path / "out", manifest, {"train": counts(fake1k)["train"] + 1})
+
+
 def test_16_bit_pngs_are_scaled_and_32_bit_tiffs_quarantined(tmp_path, fake1k):
     src = raw(tmp_path, fake1k)
     photo = ImageFactory(5, "small").image()
