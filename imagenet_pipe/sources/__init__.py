@@ -72,8 +72,11 @@ def source_fingerprint(root: Path, exclude: Path | None = None) -> dict[str, str
             continue
         h = hashlib.sha256()
         if entry.is_dir():
-            for dirpath, dirnames, _ in os.walk(entry.path, followlinks=True):
-                dirnames[:] = sorted(d for d in dirnames if os.path.realpath(os.path.join(dirpath, d)) != skip)
+            seen = {os.path.realpath(entry.path), skip}
+            for dirpath, dirnames, _ in os.walk(entry.path, followlinks=True):  # links followed once, as scanned
+                real = {d: os.path.realpath(os.path.join(dirpath, d)) for d in dirnames}
+                dirnames[:] = sorted(d for d in dirnames if real[d] not in seen)
+                seen.update(real.values())
                 h.update(f"{os.path.relpath(dirpath, entry.path)}:{os.stat(dirpath).st_mtime_ns}\n".encode())
         elif entry.is_file():
             st = entry.stat()
