@@ -490,6 +490,22 @@ def test_truncated_variant_archives_are_named_and_the_cli_says_it_in_one_line(tm
     assert "Traceback (most recent call last)" in capsys.readouterr().err
 
 
+def test_debug_shows_the_traceback_for_any_command(tmp_path, capsys, monkeypatch):
+    from imagenet_pipe.cli import build_parser
+
+    missing = str(tmp_path / "missing")
+    assert cli_main(["convert", "imagenet1k", missing, "--out", str(tmp_path / "o")]) == 2
+    assert capsys.readouterr().err == f"imagenet-pipe convert: error: source {missing} is not a directory: pass the " \
+                                      "folder holding the download\n"
+    monkeypatch.setenv("IMAGENET_PIPE_DEBUG", "1")
+    assert cli_main(["convert", "imagenet1k", missing, "--out", str(tmp_path / "o")]) == 2
+    assert "Traceback (most recent call last)" in capsys.readouterr().err
+    parser = build_parser()
+    for argv in (["--debug", "verify", "d"], ["verify", "d", "--debug"], ["eval", "d", "--model", "m", "--debug"],
+                 ["bench", "d", "--debug"], ["datasets", "--debug"], ["fake", "imagenet1k", "o", "--debug"]):
+        assert parser.parse_args(argv).debug is True, argv
+
+
 def test_an_unreadable_zip_member_is_quarantined_with_its_reason(tmp_path):
     from imagenet_pipe.fakes.imagenet_sketch import make_imagenet_sketch
 
