@@ -24,6 +24,7 @@ from ..catalog import Entry
 from ..errors import SourceError
 
 IMAGE_SUFFIXES = (".jpeg", ".jpg", ".png")
+TAR_SUFFIXES = (".tar", ".tar.gz", ".tgz")
 WNID = re.compile(r"^n\d{8}$")
 UNSAFE_KEY_CHARS = re.compile(r"[^A-Za-z0-9_-]")
 MAX_KEY = 90  # shard member names must stay under tar's 100 bytes with the extension
@@ -100,7 +101,8 @@ def walk(src: Source, containers: Containers, path: Path) -> Iterator[FileRef]:
     """Files under ``path``: a directory, a zip, or a (possibly compressed) tar."""
     if path.is_dir():
         yield from walk_dir(path, containers, src)
-    elif path.suffix.lower() == ".zip" or zipfile.is_zipfile(path):  # a damaged zip is not a tar
+    elif path.name.lower().endswith(".zip") or (not path.name.lower().endswith(TAR_SUFFIXES)
+                                                and zipfile.is_zipfile(path)):  # by name first: damage hides the kind
         yield from walk_zip(path, containers)
     else:
         yield from walk_tar(src, path, containers)
