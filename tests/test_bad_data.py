@@ -624,6 +624,23 @@ def test_hf_datasets_loads_the_output_folder(tmp_path, fake1k, monkeypatch, num_
     assert ["cmyk_to_rgb", "reencoded:q95"] in train_hygiene and [] in train_hygiene
 
 
+def test_hf_datasets_loads_imagenet_c_with_its_split_names_made_hf_safe(tmp_path, monkeypatch):
+    from imagenet_pipe.fakes.imagenet_c import make_imagenet_c
+
+    monkeypatch.setenv("HF_DATASETS_OFFLINE", "1")
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    monkeypatch.setenv("HF_HOME", str(tmp_path / "hf-home"))
+    import datasets
+
+    make_imagenet_c(tmp_path / "raw", corruptions=("defocus_blur",), val_images=2, style="small")
+    manifest = run(tmp_path / "raw", tmp_path / "out", "imagenet-c", splits=["defocus_blur-*"])
+    loaded = datasets.load_dataset(str(tmp_path / "out"), cache_dir=str(tmp_path / "hf-cache"))
+    assert {s: loaded[s].num_rows for s in loaded} == {f"defocus_blur_{n}": 2 for n in range(1, 6)}
+    assert {r["json"]["severity"] for s in loaded for r in loaded[s]} == {1, 2, 3, 4, 5}
+    assert "`defocus_blur-3` as `defocus_blur_3`" in (tmp_path / "out" / "README.md").read_text()
+    assert manifest["sample_fields"]["corruption"] == "string"
+
+
 def test_every_manifest_field_verify_needs_is_written(shards1k):
     """The dataset card and the manifest fields the checks above rely on exist in a real conversion."""
     manifest = json.loads((shards1k / "manifest.json").read_text())
