@@ -20,6 +20,7 @@ from typing import Any, NamedTuple
 import numpy as np
 
 from .archive import Containers
+from .errors import SourceError
 
 
 class Entry(NamedTuple):
@@ -116,7 +117,7 @@ class Catalog:
         split = self.columns["split"]
         for i in range(1, len(self)):
             if split[i] == split[i - 1] and keys[i] == keys[i - 1]:
-                raise ValueError(
+                raise SourceError(
                     f"two samples of split {self.splits[int(split[i])]!r} map to the key {keys[i]!r} "
                     f"({self.columns['filename'][i - 1]!r} and {self.columns['filename'][i]!r}); "
                     "keys must be unique within a split")

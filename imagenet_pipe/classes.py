@@ -11,6 +11,8 @@ import json
 from dataclasses import dataclass
 from importlib import resources
 
+from .errors import OptionsError
+
 # name -> file in imagenet_pipe/data
 WNID_LISTS = {
     "imagenet1k": "imagenet1k_wnids.txt",
@@ -34,7 +36,7 @@ def wnid_list(name: str) -> tuple[str, ...]:
     try:
         filename = WNID_LISTS[name]
     except KeyError:
-        raise ValueError(f"unknown class list {name!r}; known: {', '.join(WNID_LISTS)}") from None
+        raise OptionsError(f"unknown class list {name!r}; known: {', '.join(WNID_LISTS)}") from None
     return tuple(_data_text(filename).split())
 
 

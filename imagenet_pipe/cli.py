@@ -6,6 +6,7 @@ import argparse
 import importlib
 import os
 import sys
+import traceback
 from pathlib import Path
 
 from . import __version__
@@ -28,9 +29,11 @@ def cmd_convert(args: argparse.Namespace) -> int:
     from .hygiene import HygienePolicy
 
     out = args.out or Path("shards") / args.dataset
-    hygiene = HygienePolicy(quality=args.quality, max_side=args.max_side, check=args.check, exif=args.exif)
+    limits = {"max_pixels": args.max_pixels} if args.max_pixels is not None else {}
+    hygiene = HygienePolicy(quality=args.quality, max_side=args.max_side, check=args.check, exif=args.exif, **limits)
     convert(args.dataset, args.source, out, workers=args.workers, overwrite=args.overwrite,
-            progress=not args.quiet, keep_work=args.keep_work, splits=args.splits, seed=args.seed,
+            progress=not args.quiet, keep_work=args.keep_work, strict=args.strict,
+            allow_empty_splits=args.allow_empty_splits, splits=args.splits, seed=args.seed,
             shard_size=args.shard_size, num_shards=args.num_shards, layout=args.layout,
             real_labels=not args.no_real_labels, hygiene=hygiene, dataset_options=_dataset_options(args))
     print(f"shards, indexes and manifest.json written to {out}")
@@ -79,11 +82,11 @@ def cmd_demo(args: argparse.Namespace) -> int:
     return run_demo(Path(args.out), workers=args.workers, device=args.device, scale=args.scale)
 
 
-def build_parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(prog="imagenet-pipe", description=__doc__)
-    p.add_argument("--version", action="version", version=f"imagenet-pipe {__version__}")
-    sub = p.add_subparsers(dest="command", required=True)
+DEBUG_ENV = "IMAGENET_PIPE_DEBUG"  # set to 1 to see the traceback of an expected failure too
+DEBUG_HELP = f"on an error, print the traceback too (or set {DEBUG_ENV}=1)"
 
+
+def add_convert_parser(sub) -> None:
     c = sub.add_parser("convert", help="raw download -> shuffled WebDataset shards + indexes + manifest")
     c.add_argument("dataset", help="imagenet1k, imagenet21k, imagenet-v2, imagenet-c, imagenet-r, imagenet-a, "
                    "imagenet-sketch (see `imagenet-pipe datasets`)")
@@ -99,6 +102,9 @@ def build_parser() -> argparse.ArgumentParser:
     c.add_argument("--layout", help="force a raw layout instead of detecting it")
     c.add_argument("--max-side", type=int, help="re-encode images whose longer side exceeds this (opt-in)")
     c.add_argument("--quality", type=int, default=95, help="JPEG quality of re-encoded images (default 95)")
+    c.add_argument("--max-pixels", type=int,
+                   help="quarantine images whose header declares more pixels: decompression bombs "
+                        "(default 89,478,485, Pillow's limit)")
     c.add_argument("--check", choices=("decode", "header"), default="decode",
                    help="decode every image (default) or check headers and end markers only (faster)")
     c.add_argument("--exif", choices=("reset", "apply", "keep"), default="reset",
@@ -108,9 +114,22 @@ def build_parser() -> argparse.ArgumentParser:
     c.add_argument("--holdout-seed", type=int, help="imagenet21k: which images are held out (default 0)")
     c.add_argument("--class-list", help="imagenet21k: label space (imagenet21k, imagenet21k_p, ...)")
     c.add_argument("--overwrite", action="store_true", help="replace a different conversion in --out")
+    c.add_argument("--strict", action="store_true",
+                   help="refuse archives with warnings (a tar that ends without its end-of-archive blocks)")
+    c.add_argument("--allow-empty-splits", action="store_true",
+                   help="write the other splits when every sample of a split is quarantined (default: an error)")
     c.add_argument("--keep-work", action="store_true", help="keep the work folder (catalog, inspection) afterwards")
     c.add_argument("--quiet", action="store_true", help="no progress bars")
     c.set_defaults(func=cmd_convert)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="imagenet-pipe", description=__doc__)
+    p.add_argument("--version", action="version", version=f"imagenet-pipe {__version__}")
+    p.add_argument("--debug", action="store_true", help=DEBUG_HELP)
+    sub = p.add_subparsers(dest="command", required=True)
+
+    add_convert_parser(sub)
 
     v = sub.add_parser("verify", help="check shards, indexes and counts against manifest.json")
     v.add_argument("dir", type=Path)
@@ -147,6 +166,8 @@ def build_parser() -> argparse.ArgumentParser:
                 raise
             continue
         add(sub)
+    for command in sub.choices.values():  # --debug is accepted after the subcommand too
+        command.add_argument("--debug", action="store_true", default=argparse.SUPPRESS, help=DEBUG_HELP)
     return p
 
 
@@ -155,15 +176,20 @@ LOADER_COMMANDS = [("imagenet_pipe.bench.cli", "add_bench_parser"), ("imagenet_p
 
 
 def main(argv: list[str] | None = None) -> int:
-    from .convert import ConvertError
-    from .sources import SourceError
+    from .errors import ImagenetPipeError
 
     args = build_parser().parse_args(argv)
     try:
         return args.func(args)
-    except (ConvertError, SourceError, ValueError, FileNotFoundError) as e:
-        print(f"imagenet-pipe {args.command}: error: {e}", file=sys.stderr)
+    except ImagenetPipeError as e:  # expected failures only: anything else is a bug and keeps its traceback
+        if args.debug or os.environ.get(DEBUG_ENV, "0") not in ("", "0"):
+            traceback.print_exc()
+        print(f"imagenet-pipe {args.command}: error: {one_line(str(e))}", file=sys.stderr)
         return 2
+
+
+def one_line(message: str) -> str:
+    return "; ".join(line.strip() for line in message.splitlines() if line.strip())
 
 
 if __name__ == "__main__":

@@ -14,6 +14,8 @@ from typing import Any
 
 import yaml
 
+from .errors import OptionsError
+
 
 def config_root() -> Traversable | Path:
     try:
@@ -38,9 +40,9 @@ def load_preset(name: str | Path, group: str = "") -> dict[str, Any]:
         if not entry.is_file():
             known = ", ".join(list_presets(group)) or "none"
             where = f"configs/{group}" if group else "configs"
-            raise ValueError(f"no preset {name!r} in {where} (known: {known}), and no such YAML file")
+            raise OptionsError(f"no preset {name!r} in {where} (known: {known}), and no such YAML file")
         text = entry.read_text()
     data = yaml.safe_load(text) or {}
     if not isinstance(data, dict):
-        raise ValueError(f"preset {name!r} must be a YAML mapping")
+        raise OptionsError(f"preset {name!r} must be a YAML mapping")
     return data

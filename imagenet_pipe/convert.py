@@ -48,16 +48,18 @@ import numpy as np
 from tqdm import tqdm
 
 from . import __version__
-from .archive import KIND_FILE, ByteReader
+from .archive import KIND_FILE, ByteReader, TooLarge
 from .catalog import Catalog
 from .classes import ClassTable
 from .config import load_preset
+from .errors import ArchiveError, ImagenetPipeError, ShardError
 from .hygiene import BadImage, HygienePolicy, clean
-from .indexes import atomic_write
-from .shards import ShardRecord, ShardWriter, idx_name, shard_name
-from .sources import open_source
+from .indexes import CARD_FILE, CLASSES_FILE, INFO_FILES, SIZES_FILE, atomic_write, read_json, wids_name
+from .shards import ShardRecord, ShardWriter, idx_name, shard_name, shard_pattern
+from .sources import SourceError, open_source, source_fingerprint
 
 WORK_DIR = ".imagenet-pipe-work"
+TRASH_DIR = ".imagenet-pipe-work.done"  # the work folder, renamed before it is deleted
 MANIFEST = "manifest.json"
 CHUNK = 256  # samples per inspection task
 OK, BAD = 1, 2
@@ -66,7 +68,7 @@ OK, BAD = 1, 2
 SAFE_SPLIT = re.compile(r"^[A-Za-z0-9_-]+$")
 
 
-class ConvertError(Exception):
+class ConvertError(ImagenetPipeError):
     """A conversion cannot start or finish; the message says what to do."""
 
 
@@ -175,11 +177,11 @@ def _reader() -> ByteReader:
 _SLOW_READ_S = float(os.environ.get("IMAGENET_PIPE_SLOW_READ_S", "0"))
 
 
-def _read_raw(i: int) -> bytes:
+def _read_raw(i: int, max_bytes: int | None = None) -> bytes:
     if _SLOW_READ_S:
         time.sleep(_SLOW_READ_S)
     c = _STATE["catalog"].columns
-    return _reader().read(int(c["cid"][i]), int(c["offset"][i]), int(c["size"][i]), c["member"][i])
+    return _reader().read(int(c["cid"][i]), int(c["offset"][i]), int(c["size"][i]), c["member"][i], max_bytes)
 
 
 def _inspect_chunk(chunk_id: int) -> tuple[int, int, int]:
@@ -198,7 +200,14 @@ def _inspect_chunk(chunk_id: int) -> tuple[int, int, int]:
     nbytes = 0
     with open(fix_tmp, "wb") as fix:
         for j, i in enumerate(idx):
-            data = _read_raw(int(i))
+            try:
+                data = _read_raw(int(i), policy.max_file_bytes)
+            except TooLarge as e:  # memory stays bounded whatever the input
+                status[j], notes[j] = BAD, f"too large: {e}"
+                continue
+            except ArchiveError as e:  # e.g. a zip member failing its CRC, a file without read permission
+                status[j], notes[j] = BAD, f"unreadable: {e}"
+                continue
             nbytes += len(data)
             try:
                 img = clean(data, policy)
@@ -248,9 +257,7 @@ def _write_shard(task: tuple[str, str, np.ndarray]) -> ShardRecord:
             if extra:
                 meta.update(json.loads(extra))
             meta.update(res["flags"].get(i, {}))
-            actions = res["actions"].get(i)
-            if actions:
-                meta["hygiene"] = actions
+            meta["hygiene"] = res["actions"].get(i, [])  # always there: one schema for every sample (HF)
             writer.write(c["key"][i], {"cls": str(label).encode(), "jpg": data, "json": json.dumps(meta).encode()})
         record = writer.close()
     except BaseException:
@@ -263,13 +270,15 @@ def _write_shard(task: tuple[str, str, np.ndarray]) -> ShardRecord:
 # --- parent side --------------------------------------------------------------------------------
 
 def convert(dataset: str, source: Path | str, out: Path | str, *, workers: int | None = None,
-            overwrite: bool = False, progress: bool = True, keep_work: bool = False,
-            log: Callable[[str], None] | None = None, **options) -> dict[str, Any]:
+            overwrite: bool = False, progress: bool = True, keep_work: bool = False, strict: bool = False,
+            allow_empty_splits: bool = False, log: Callable[[str], None] | None = None, **options) -> dict[str, Any]:
     """Convert a raw download in ``source`` into shards in ``out``; returns the manifest.
 
     ``options`` are those of :func:`resolve_options` (splits, seed, shard_size, num_shards, layout,
-    real_labels, hygiene). Rerunning after an interruption resumes; rerunning a finished
-    conversion with the same options does nothing.
+    real_labels, hygiene). Rerunning after an interruption resumes (from scratch if the source
+    changed meanwhile); rerunning a finished conversion with the same options does nothing.
+    ``strict``: refuse archives with warnings (a tar without its end-of-archive blocks);
+    ``allow_empty_splits``: write the other splits when every sample of one is quarantined.
     """
     log = log or (lambda msg: print(msg, file=sys.stderr))
     opts = resolve_options(dataset, Path(source), **options)
@@ -278,24 +287,34 @@ def convert(dataset: str, source: Path | str, out: Path | str, *, workers: int |
     work = out / WORK_DIR
     workers = max(1, workers or os.cpu_count() or 1)
     with _lock(out):
+        shutil.rmtree(out / TRASH_DIR, ignore_errors=True)  # a clean-up killed part-way
+        if not Path(opts.source).is_dir():
+            raise SourceError(f"source {opts.source} is not a directory: pass the folder holding the download")
+        files = source_fingerprint(Path(opts.source), exclude=out)
         manifest_path = out / MANIFEST
+        previous = None
         if manifest_path.exists() and not work.exists():
-            done = json.loads(manifest_path.read_text())
-            if done.get("options") == opts.to_json() and not overwrite:
+            previous = _previous_manifest(manifest_path, overwrite, load_preset(dataset, "datasets"))
+            if previous.get("options") == opts.to_json() and not overwrite:
+                if previous.get("source_files", files) != files:
+                    raise ConvertError(f"{out} holds this conversion, but files in {opts.source} changed since "
+                                       f"({MANIFEST}); pass --overwrite to convert them again")
                 log(f"{out} already holds this conversion ({MANIFEST}); nothing to do")
-                return done
+                return previous
             if not overwrite:
                 raise ConvertError(f"{out} holds a different conversion ({MANIFEST}); pass --overwrite to replace it")
-            _remove_previous(out, done)
-        _prepare_work(work, opts, overwrite)
-        run = _Run(opts, out, work, workers, progress, log)
+        _prepare_work(work, opts, files, overwrite, log)
+        _remove_previous(out, work, previous)
+        run = _Run(opts, out, work, workers, progress, log, files, strict=strict, allow_empty_splits=allow_empty_splits)
         return run.execute(keep_work)
 
 
 class _Run:
     def __init__(self, opts: ConvertOptions, out: Path, work: Path, workers: int, progress: bool,
-                 log: Callable[[str], None]) -> None:
+                 log: Callable[[str], None], source_files: dict[str, str], strict: bool = False,
+                 allow_empty_splits: bool = False) -> None:
         self.opts, self.out, self.work, self.workers, self.progress, self.log = opts, out, work, workers, progress, log
+        self.source_files, self.strict, self.allow_empty_splits = source_files, strict, allow_empty_splits
         self.preset = load_preset(opts.dataset, "datasets")
         self.timings: dict[str, float] = {}
 
@@ -313,7 +332,9 @@ class _Run:
         self.timings["write"] = time.perf_counter() - t2
         manifest = self.finalize(catalog, results, plan, records, scan_info)
         if not keep_work:
-            shutil.rmtree(self.work)
+            # rename first: a clean-up killed part-way must not leave a work folder that looks unfinished
+            os.replace(self.work, self.out / TRASH_DIR)
+            shutil.rmtree(self.out / TRASH_DIR)
         total = time.perf_counter() - t0
         written = sum(r.bytes for r in records)
         phases = ", ".join(f"{k} {v:.1f} s" for k, v in self.timings.items())
@@ -326,7 +347,7 @@ class _Run:
         catalog_path, info_path = self.work / "catalog.npz", self.work / "scan.json"
         if catalog_path.exists() and info_path.exists():
             self.log(f"resuming: catalog of {self.opts.source} already scanned")
-            return Catalog.load(catalog_path), json.loads(info_path.read_text())
+            return Catalog.load(catalog_path), self._check_warnings(json.loads(info_path.read_text()))
         src = open_source(self.opts.dataset, Path(self.opts.source), self.work, self.opts.layout,
                           real_labels=self.opts.real_labels, **self.opts.dataset_options)
         self.log(f"scanning {self.opts.source} ({self.opts.dataset}, {src.layout} layout) ...")
@@ -340,13 +361,23 @@ class _Run:
         if len(catalog) == 0:
             raise ConvertError(f"no samples found in {self.opts.source} for splits {list(self.opts.splits)}")
         info = {"layout": src.layout, "ignored": [{"file": f, "reason": r} for f, r in src.ignored],
-                "dataset_info": src.dataset_info(), "class_list": src.class_list or self.preset["class_list"]}
+                "warnings": src.warnings, "dataset_info": src.dataset_info(),
+                "class_list": src.class_list or self.preset["class_list"]}
         catalog.save(catalog_path)
         atomic_write(info_path, json.dumps(info))
         counts = Counter(catalog.splits[int(s)] for s in catalog.columns["split"])
         self.log("found " + ", ".join(f"{n} {s}" for s, n in counts.items()) +
                  (f"; {len(src.ignored)} non-sample files ignored" if src.ignored else ""))
-        return catalog, info
+        return catalog, self._check_warnings(info)
+
+    def _check_warnings(self, info: dict) -> dict:
+        warnings = info.get("warnings", [])
+        for message in warnings:
+            self.log(f"warning: {message}")
+        if self.strict and warnings:
+            more = f" (and {len(warnings) - 1} more warnings)" if len(warnings) > 1 else ""
+            raise ConvertError(f"--strict: {warnings[0]}{more}")
+        return info
 
     # 2. inspect ---------------------------------------------------------------------------------
     def inspect(self, catalog: Catalog) -> dict[str, Any]:
@@ -404,6 +435,11 @@ class _Run:
             idx = catalog.split_indices(split)
             good = idx[res["status"][idx] == OK]  # canonical (sorted-key) order
             if len(good) == 0:
+                if len(idx) and not self.allow_empty_splits:
+                    example = res["reasons"][int(idx[0])]
+                    raise ConvertError(f"split {split!r}: all {len(idx)} samples were quarantined (e.g. "
+                                       f"{catalog.columns['filename'][int(idx[0])]}: {example}); fix the source, "
+                                       "or pass --allow-empty-splits to write the other splits")
                 self.log(f"warning: split {split!r} has no usable samples")
                 continue
             rng = np.random.default_rng(np.random.SeedSequence([self.opts.seed, zlib.crc32(split.encode())]))
@@ -419,6 +455,7 @@ class _Run:
         (self.work / "shards").mkdir(exist_ok=True)
         for stale in self.out.glob("*.partial*"):
             stale.unlink()
+        self._remove_stray_shards({name for _, name, _ in plan})
         records: dict[str, ShardRecord] = {}
         pending = []
         for task in plan:
@@ -442,6 +479,15 @@ class _Run:
                 bar.set_postfix_str(f"{nbytes / max(time.perf_counter() - start, 1e-9) / 1e6:.0f} MB/s", refresh=False)
         return [records[name] for _, name, _ in plan]
 
+    def _remove_stray_shards(self, planned: set[str]) -> None:
+        """Shards of this dataset's name pattern that the plan does not write (an interrupted
+        run over a source that changed since, or a killed --overwrite): no reader may see them."""
+        pattern = shard_pattern(self.preset["prefix"], self.preset["splits"])
+        keep = planned | {idx_name(n) for n in planned}
+        for path in self.out.iterdir():
+            if pattern.match(path.name) and path.name not in keep:
+                path.unlink()
+
     def _map(self, fn, tasks):
         if self.workers == 1 or len(tasks) <= 1:
             return map(fn, tasks)
@@ -450,7 +496,7 @@ class _Run:
     # 5. indexes and manifest --------------------------------------------------------------------
     def finalize(self, catalog: Catalog, res: dict[str, Any], plan: list, records: list[ShardRecord],
                  scan_info: dict) -> dict[str, Any]:
-        from .indexes import write_indexes
+        from .indexes import sample_fields, write_indexes
 
         c = catalog.columns
         quarantine = [{"split": catalog.splits[int(c["split"][i])], "key": c["key"][i],
@@ -474,8 +520,12 @@ class _Run:
             "totals": {k: sum(v[k] for v in split_counts.values()) for k in ("samples_in", "written", "quarantined")},
             "dataset_info": scan_info.get("dataset_info", {}),
             "hygiene": dict(sorted(hygiene.items())), "quarantine": quarantine, "ignored": scan_info["ignored"],
+            "warnings": scan_info.get("warnings", []), "source_files": self.source_files,
             "shards": [asdict(r) for r in records],
         }
+        firsts = [catalog.split_indices(s)[:1] for s in self.opts.splits]
+        manifest["sample_fields"] = sample_fields((json.loads(c["extra"][int(i[0])] or "{}") for i in firsts if len(i)),
+                                                  self.opts.hygiene.flags)
         if self.opts.hygiene.flags:  # how many written (= inspected OK) samples have each flag set
             flags = Counter(k for i, fl in res["flags"].items() if res["status"][i] == OK for k, v in fl.items() if v)
             manifest["image_flags"] = {f: flags.get(f, 0) for f in self.opts.hygiene.flags}
@@ -527,26 +577,61 @@ def _pool_imap(fn, tasks, workers: int):
         yield from pool.imap_unordered(fn, tasks, chunksize=1)
 
 
-def _prepare_work(work: Path, opts: ConvertOptions, overwrite: bool) -> None:
+def _prepare_work(work: Path, opts: ConvertOptions, files: dict[str, str], overwrite: bool,
+                  log: Callable[[str], None]) -> None:
+    """Create the work folder, or check that the one there belongs to this conversion. Before the
+    catalog exists nothing is lost by starting over, so a rerun with other options (e.g. the
+    ``--splits`` an error message suggested) needs no ``--overwrite``."""
     fingerprint = {"tool_version": __version__, **opts.to_json()}
-    opts_path = work / "options.json"
+    opts_path, files_path = work / "options.json", work / "source.json"
     if work.exists():
-        previous = json.loads(opts_path.read_text()) if opts_path.exists() else None
-        if previous != fingerprint:
-            if not overwrite:
+        if _read_state(opts_path) != fingerprint:
+            if (work / "catalog.npz").exists() and not overwrite:
                 raise ConvertError(f"{work.parent} holds an unfinished conversion with different options; rerun "
                                    "with the same options to resume it, or pass --overwrite to start over")
             shutil.rmtree(work)
+        elif _read_state(files_path) != files:
+            log(f"files in {opts.source} changed since the interrupted run: starting over")
+            shutil.rmtree(work)
     work.mkdir(parents=True, exist_ok=True)
     if not opts_path.exists():
+        atomic_write(files_path, json.dumps(files))
         atomic_write(opts_path, json.dumps(fingerprint))
 
 
-def _remove_previous(out: Path, manifest: dict) -> None:
-    for shard in manifest.get("shards", []):
-        for name in (shard["name"], idx_name(shard["name"])):
-            (out / name).unlink(missing_ok=True)
-    (out / MANIFEST).unlink(missing_ok=True)
+def _previous_manifest(path: Path, overwrite: bool, preset: dict) -> dict:
+    try:
+        return read_json(path)
+    except ShardError as e:
+        if not overwrite:
+            raise ConvertError(f"{e}: the conversion there is damaged; pass --overwrite to replace it") from None
+        # what its indexes may be called; its shards go by name pattern when the new ones are written
+        return {"prefix": preset["prefix"], "splits": dict.fromkeys(preset["splits"])}
+
+
+def _read_state(path: Path) -> Any:
+    try:
+        return json.loads(path.read_text())
+    except (OSError, ValueError):  # missing, or cut by a kill: not this conversion's state
+        return None
+
+
+def _remove_previous(out: Path, work: Path, manifest: dict | None) -> None:
+    """Remove the conversion being overwritten, readers' indexes first (no reader may see old
+    indexes over new shards), then its manifest and shards. The list is kept in the work folder
+    until all is gone, so a run killed part-way finishes the removal when resumed."""
+    listing = work / "previous.json"
+    if manifest is not None:
+        wids = [wids_name(manifest["prefix"], s) for s in manifest["splits"]]
+        names = [*INFO_FILES, *wids, SIZES_FILE, CARD_FILE, CLASSES_FILE, MANIFEST]
+        names += [n for s in manifest.get("shards", []) for n in (s["name"], idx_name(s["name"]))]
+        atomic_write(listing, json.dumps(names))
+    names = _read_state(listing)
+    if names is None:
+        return
+    for name in names:
+        (out / name).unlink(missing_ok=True)
+    listing.unlink()
 
 
 class _lock:

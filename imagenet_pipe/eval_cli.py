@@ -68,15 +68,13 @@ def add_eval_parser(subparsers: argparse._SubParsersAction) -> argparse.Argument
 
 
 def cmd_eval(args: argparse.Namespace) -> int:
+    from .errors import OptionsError
     from .evaluate import Folder, _json_safe, evaluate, format_table
     from .loaders import dist_info
-    from .models import ModelSpecError, load_model
+    from .models import load_model
 
-    try:
-        with redirect_stdout(sys.stderr):  # keep stdout for the table: some model code prints while loading
-            loaded = load_model(args.model)
-    except ModelSpecError as e:
-        raise ValueError(str(e)) from None
+    with redirect_stdout(sys.stderr):  # keep stdout for the table: some model code prints while loading
+        loaded = load_model(args.model)
     folders = [Folder.open(p) for p in args.shards]
     # ImageNet-1K first, so its validation error can serve as ImageNet-C's clean error
     order = sorted(range(len(folders)), key=lambda i: folders[i].dataset != "imagenet1k")
@@ -91,7 +89,7 @@ def cmd_eval(args: argparse.Namespace) -> int:
                 f"{args.save_logits.stem}.{names[i]}{'' if names.count(names[i]) == 1 else f'-{i}'}.npz")
         patterns = [p for p in args.splits or [] if any(fnmatch.fnmatchcase(s, p) for s in folder.info["splits"])]
         if args.splits and not patterns:
-            raise ValueError(f"none of --splits {','.join(args.splits)} is a split of {folder.root}")
+            raise OptionsError(f"none of --splits {','.join(args.splits)} is a split of {folder.root}")
         result = evaluate(folder.root, loaded, patterns or None, args.preset, backend=args.backend,
                           precision=args.precision, clean_error=clean, save_logits=save,
                           use_model_config=not args.no_model_config, progress=not args.quiet,

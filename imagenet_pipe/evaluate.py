@@ -39,7 +39,9 @@ import numpy as np
 import torch
 
 from . import __version__
+from .errors import OptionsError, ShardError
 from .eval_cli import PRECISIONS
+from .indexes import read_json
 from .loaders import DistInfo, LoaderConfig, dist_info, make_loader, resolve_config
 from .loaders.common import resolve_device
 from .loaders.shardset import ShardSet
@@ -64,10 +66,10 @@ class Folder:
         root = Path(root)
         info_path = root / "_info.json"
         if not info_path.exists():
-            raise FileNotFoundError(f"{info_path} not found: point eval at a folder written by `imagenet-pipe convert`")
+            raise ShardError(f"{info_path} not found: point eval at a folder written by `imagenet-pipe convert`")
         manifest_path = root / "manifest.json"
-        manifest = json.loads(manifest_path.read_text()) if manifest_path.exists() else {}
-        return cls(root, json.loads(info_path.read_text()), manifest)
+        manifest = read_json(manifest_path) if manifest_path.exists() else {}
+        return cls(root, read_json(info_path), manifest)
 
     @property
     def dataset(self) -> str:
@@ -91,14 +93,14 @@ class Folder:
         if not patterns:
             chosen = self.default_splits()
             if not chosen:
-                raise ValueError(f"{self.root} has no evaluation split (has: {', '.join(available)}); name one "
+                raise OptionsError(f"{self.root} has no evaluation split (has: {', '.join(available)}); name one "
                                  "with --splits")
             return chosen
         chosen = []
         for pattern in patterns:
             matches = [s for s in available if fnmatch.fnmatchcase(s, pattern)]
             if not matches:
-                raise ValueError(f"split {pattern!r} matches none of {self.root}'s splits ({', '.join(available)})")
+                raise OptionsError(f"split {pattern!r} matches none of {self.root}'s splits ({', '.join(available)})")
             chosen += [s for s in matches if s not in chosen]
         return chosen
 
@@ -167,7 +169,7 @@ def _run_split(loader, model: torch.nn.Module, num_classes: int, subset: torch.T
         for batch in loader:
             logits = _logits_of(model(batch.images)).float()
             if logits.ndim != 2 or logits.shape[1] != num_classes:
-                raise ValueError(f"the model gives logits of shape {tuple(logits.shape)}, but the dataset has "
+                raise OptionsError(f"the model gives logits of shape {tuple(logits.shape)}, but the dataset has "
                                  f"{num_classes} classes")
             out.keys += batch.keys
             out.labels.append(batch.labels.cpu().numpy())
@@ -297,7 +299,7 @@ def resolve_clean_error(value: float | str | Path | dict | None) -> tuple[float 
     if isinstance(value, (int, float)):
         number = float(value)
         if not 0 <= number <= 1:
-            raise ValueError(f"clean error {number} must be a fraction in [0, 1] (or a string ending in %)")
+            raise OptionsError(f"clean error {number} must be a fraction in [0, 1] (or a string ending in %)")
         return number, "given"
     if isinstance(value, dict):
         return _clean_error_from_result(value)
@@ -310,7 +312,7 @@ def resolve_clean_error(value: float | str | Path | dict | None) -> tuple[float 
         if not Path(text).exists():
             if "fraction" in str(e):
                 raise
-            raise ValueError(f"clean error {text!r} is neither a number nor an eval JSON file") from None
+            raise OptionsError(f"clean error {text!r} is neither a number nor an eval JSON file") from None
     return _clean_error_from_result(json.loads(Path(text).read_text()), f" in {text}")
 
 
@@ -319,7 +321,7 @@ def _clean_error_from_result(result: dict, where: str = "") -> tuple[float, str]
     for r in result.get("results", [result]):
         if r.get("dataset") == "imagenet1k" and "validation" in r.get("splits", {}):
             return float(r["splits"]["validation"]["error"]), f"imagenet1k validation of {r.get('root')}{where}"
-    raise ValueError("the result holds no imagenet1k validation split to take the clean error from")
+    raise OptionsError("the result holds no imagenet1k validation split to take the clean error from")
 
 
 # --- the public door ------------------------------------------------------------------------------
@@ -330,7 +332,7 @@ def resolve_preprocessing(preset: str | Path | None, model: LoadedModel | None, 
     Returns it and, for each preprocessing field, where its value came from."""
     for name in ("mode", "dtype", "return_keys"):
         if overrides.get(name) is not None:
-            raise ValueError(f"{name} is set by evaluate itself (use precision= for the dtype)")
+            raise OptionsError(f"{name} is set by evaluate itself (use precision= for the dtype)")
     values: dict[str, Any] = {}
     sources = {name: f"preset {preset or 'eval-224'}" for name in PREPROCESSING}
     if model is not None and use_model_config:
@@ -344,7 +346,7 @@ def resolve_preprocessing(preset: str | Path | None, model: LoadedModel | None, 
                 sources[name] = "override"
     cfg = resolve_config(preset or "eval-224", **values, mode="eval", return_keys=True)
     if cfg.memory_format == "nhwc":
-        raise ValueError("memory_format='nhwc' gives NHWC-shaped batches, which models do not take; "
+        raise OptionsError("memory_format='nhwc' gives NHWC-shaped batches, which models do not take; "
                          "use 'channels_last'")
     return cfg, sources
 
@@ -352,7 +354,7 @@ def resolve_preprocessing(preset: str | Path | None, model: LoadedModel | None, 
 def _precision(precision: str, cfg: LoaderConfig) -> tuple[str, torch.dtype | None]:
     """(loader dtype, autocast dtype or None)."""
     if precision not in PRECISIONS:
-        raise ValueError(f"precision must be one of {PRECISIONS}, not {precision!r}")
+        raise OptionsError(f"precision must be one of {PRECISIONS}, not {precision!r}")
     if precision == "auto":
         gpu = resolve_device(cfg, 0) is not None
         precision = "float16" if gpu else "float32"

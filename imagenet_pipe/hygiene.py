@@ -9,10 +9,16 @@ and the published ImageNet results). The policy here:
 * EXIF orientation != 1: the tag is reset to 1 in place (two bytes; pixels untouched), so every
   decoder shows the stored pixels, as the reference pipelines always have (``exif="apply"``
   rotates the pixels instead and re-encodes);
+* bytes after the JPEG's end marker (EOI): trimmed (``trailing_bytes_trimmed:<n>``), so that
+  every stored JPEG ends with ``FFD9``;
 * CMYK / YCCK, grayscale, palette, alpha, or a non-JPEG format: decoded and re-encoded as a
-  baseline RGB JPEG at ``quality``;
+  baseline RGB JPEG at ``quality``; 16-bit pixels are scaled to 8 bits (not clipped);
 * optional ``max_side``: larger images are downscaled (bicubic) and re-encoded;
-* anything that cannot be decoded is rejected with the decoder's reason (quarantined).
+* rejected (quarantined) with a reason: anything that cannot be decoded, images whose header
+  declares more than ``max_pixels`` pixels (decompression bombs: judged from the header, before
+  any pixel is decoded, so a worker's memory stays bounded; files larger than
+  ``max_file_bytes`` are not even read), and 32-bit integer or floating-point pixels (TIFF modes
+  ``I``/``F``), which have no defined 8-bit range.
 
 Every change is reported as a short action string that ends up in the sample's json. Optional
 image *flags* (``policy.flags``, switched on by a dataset preset's ``image_flags``) report facts
@@ -25,9 +31,16 @@ import io
 import struct
 from dataclasses import dataclass, field
 
+import numpy as np
 from PIL import Image, ImageOps, UnidentifiedImageError
 
-Image.MAX_IMAGE_PIXELS = None  # ImageNet has a few 10+ MP images; they are photos, not bombs
+from .errors import OptionsError
+
+Image.MAX_IMAGE_PIXELS = None  # the policy's max_pixels decides, from the header, before Pillow allocates
+DEFAULT_MAX_PIXELS = 89_478_485  # Pillow's own bomb threshold; ImageNet's largest photos are far below it
+EOI = b"\xff\xd9"
+SIXTEEN_BIT_MODES = ("I;16", "I;16B", "I;16L", "I;16N")
+NO_8BIT_RANGE = {"I": "32-bit integer", "I;32": "32-bit integer", "F": "floating-point"}
 EXIF_ORIENTATION = 0x0112
 # a pixel counts as black up to this value (0..255, every channel): JPEG ringing on a black frame
 # stays in the low single digits, a faint sketch stroke is far brighter
@@ -42,17 +55,26 @@ class HygienePolicy:
     check: str = "decode"  # "decode": fully decode every image; "header": headers + end marker only
     exif: str = "reset"  # "reset" the orientation tag, "apply" it to the pixels, or "keep" it
     flags: tuple[str, ...] = ()  # pixel facts to report per image (see FLAGS); forces a full decode
+    max_pixels: int = DEFAULT_MAX_PIXELS  # quarantine images whose header declares more (bombs)
 
     def __post_init__(self) -> None:
         unknown = [f for f in self.flags if f not in FLAGS]
         if unknown:
-            raise ValueError(f"unknown image flag(s) {unknown}; known: {list(FLAGS)}")
+            raise OptionsError(f"unknown image flag(s) {unknown}; known: {list(FLAGS)}")
         if self.check not in ("decode", "header"):
-            raise ValueError(f"check must be 'decode' or 'header', not {self.check!r}")
+            raise OptionsError(f"check must be 'decode' or 'header', not {self.check!r}")
         if self.exif not in ("reset", "apply", "keep"):
-            raise ValueError(f"exif must be 'reset', 'apply' or 'keep', not {self.exif!r}")
+            raise OptionsError(f"exif must be 'reset', 'apply' or 'keep', not {self.exif!r}")
         if not 1 <= self.quality <= 100:
-            raise ValueError(f"quality must be in 1..100, not {self.quality}")
+            raise OptionsError(f"quality must be in 1..100, not {self.quality}")
+        if self.max_pixels < 1:
+            raise OptionsError(f"max_pixels must be positive, not {self.max_pixels}")
+
+    @property
+    def max_file_bytes(self) -> int:
+        """No image within ``max_pixels`` is larger on disk than uncompressed 16-bit RGBA (8 bytes
+        per pixel) plus 1 MiB of metadata: larger files are quarantined without being read."""
+        return 8 * self.max_pixels + (1 << 20)
 
 
 class BadImage(Exception):
@@ -84,8 +106,20 @@ def clean(data: bytes, policy: HygienePolicy = HygienePolicy()) -> CleanImage:
         raise BadImage(f"not an image: unknown format (starts with {data[:8].hex()})") from None
     except Exception as e:  # PIL raises many types on malformed headers
         raise BadImage(f"unreadable image header: {e}") from None
+    if width * height > policy.max_pixels:
+        raise BadImage(f"decompression bomb: the header declares {width}x{height} = {width * height / 1e6:.0f} M "
+                       f"pixels, more than --max-pixels {policy.max_pixels}")
+    if mode in NO_8BIT_RANGE:
+        raise BadImage(f"{NO_8BIT_RANGE[mode]} pixels (mode {mode}) have no defined 8-bit range")
 
     actions: list[str] = []
+    complete = fmt == "JPEG" and data.endswith(EOI)
+    if fmt == "JPEG" and not complete:
+        end = jpeg_end(data)
+        complete = end is not None
+        if complete and end < len(data):
+            actions.append(f"trailing_bytes_trimmed:{len(data) - end}")
+            data = data[:end]
     reencode = False
     if fmt != "JPEG":
         actions.append(f"{fmt.lower()}_to_jpeg")
@@ -102,11 +136,11 @@ def clean(data: bytes, policy: HygienePolicy = HygienePolicy()) -> CleanImage:
         return _reencode(img, data, policy, actions, orientation)
 
     # untouched bytes: still prove they decode, unless only headers are checked and the stream
-    # is complete (a JPEG ends with the EOI marker FFD9; truncated downloads do not)
+    # is complete (its markers lead to the EOI marker FFD9; truncated downloads do not)
     flags: dict[str, bool] = {}
     if policy.flags:
         flags = _flags(_full_decode(img), policy.flags)  # pixel flags need every pixel, not a draft
-    elif policy.check == "decode" or not _has_jpeg_end(data):
+    elif policy.check == "decode" or not complete:
         _decode_check(img)
     if orientation != 1 and policy.exif == "reset":
         data = reset_exif_orientation(data)
@@ -123,7 +157,7 @@ def _reencode(img: Image.Image, data: bytes, policy: HygienePolicy, actions: lis
             actions.append(f"exif_orientation_applied:{orientation}")
         elif orientation != 1 and policy.exif == "reset":
             actions.append(f"exif_orientation_reset:{orientation}")
-        rgb = img.convert("RGB")
+        rgb = _to_8bit(img).convert("RGB")
     except Exception as e:
         raise BadImage(f"cannot decode: {e}") from None
     if policy.max_side and max(rgb.size) > policy.max_side:
@@ -164,14 +198,57 @@ def _decode_check(img: Image.Image) -> None:
         raise BadImage(f"cannot decode: {e}") from None
 
 
-def _has_jpeg_end(data: bytes) -> bool:
-    # EOI may be followed by a little padding or trailing junk in real files
-    return b"\xff\xd9" in data[-64:]
+def _to_8bit(img: Image.Image) -> Image.Image:
+    """16-bit grayscale scaled to 8 bits (v / 257, rounded); Pillow's own conversion clips at 255,
+    which turns a 16-bit photo almost entirely white."""
+    if img.mode not in SIXTEEN_BIT_MODES:
+        return img
+    pixels = np.asarray(img).astype(np.uint32)
+    return Image.fromarray(((pixels + 128) // 257).astype(np.uint8), "L")
+
+
+def jpeg_end(data: bytes) -> int | None:
+    """Offset just after the EOI marker that ends a JPEG stream, or None when the stream is cut
+    before it. Segments are skipped by their length (an EXIF thumbnail's own EOI is inside one) and
+    entropy-coded data is scanned to its next real marker (``FF00`` stuffing and ``RSTn`` are
+    data), so bytes appended after the image are told apart from the image."""
+    pos, n = 2, len(data)
+    while pos + 1 < n:
+        if data[pos] != 0xFF:
+            return None  # not at a marker: damaged
+        marker = data[pos + 1]
+        if marker == 0xFF:  # fill byte
+            pos += 1
+        elif marker == 0xD9:
+            return pos + 2
+        elif 0xD0 <= marker <= 0xD7 or marker == 0x01:  # markers without a length
+            pos += 2
+        elif pos + 4 > n:
+            return None
+        else:
+            pos += 2 + struct.unpack(">H", data[pos + 2 : pos + 4])[0]
+            if marker == 0xDA:  # start of scan: entropy-coded data up to the next marker
+                pos = _scan_end(data, pos)
+    return None
+
+
+def _scan_end(data: bytes, pos: int) -> int:
+    while (pos := data.find(b"\xff", pos)) >= 0 and pos + 1 < len(data):
+        following = data[pos + 1]
+        if following == 0x00 or 0xD0 <= following <= 0xD7:
+            pos += 2
+        elif following == 0xFF:
+            pos += 1
+        else:
+            return pos
+    return len(data)
 
 
 def _mode_name(mode: str) -> str:
+    if mode in SIXTEEN_BIT_MODES:
+        return "grayscale16"
     return {"L": "grayscale", "P": "palette", "RGBA": "rgba", "LA": "grayscale_alpha",
-            "CMYK": "cmyk", "1": "bilevel", "I;16": "grayscale16"}.get(mode, mode.lower())
+            "CMYK": "cmyk", "1": "bilevel"}.get(mode, mode.lower())
 
 
 def _orientation(img: Image.Image) -> int:

@@ -36,13 +36,14 @@ from typing import Any
 import torch
 from torch import nn
 
+from .errors import OptionsError
 from .eval_cli import SPEC_HELP
 from .loaders.config import INTERPOLATIONS
 
 PRETRAINED_CFG_FILE = "pretrained_cfg.json"  # TorchScript extra file with a timm-style config
 
 
-class ModelSpecError(ValueError):
+class ModelSpecError(OptionsError):
     """The model spec names nothing loadable; the message says which forms are accepted."""
 
 

@@ -13,9 +13,11 @@ import math
 import os
 import re
 import tarfile
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
+
+from .errors import ShardError
 
 SAFE_KEY = re.compile(r"^[A-Za-z0-9_-]{1,90}$")
 IDX_VERSION = "v1.2"
@@ -25,6 +27,12 @@ def shard_name(prefix: str, split: str, index: int, num_shards: int) -> str:
     """HF-hub style: ``imagenet1k-train-0000.tar`` (digits = ceil(log10(num_shards)))."""
     digits = max(1, math.ceil(math.log10(num_shards))) if num_shards > 1 else 1
     return f"{prefix}-{split}-{index:0{digits}d}.tar"
+
+
+def shard_pattern(prefix: str, splits: Iterable[str]) -> re.Pattern:
+    """Names of the shards and DALI indexes :func:`shard_name` gives for these splits."""
+    alternatives = "|".join(re.escape(s) for s in splits)
+    return re.compile(rf"^{re.escape(prefix)}-(?:{alternatives})-\d+\.(?:tar|idx)$")
 
 
 def idx_name(tar_name: str) -> str:
@@ -118,20 +126,25 @@ class IdxComponent:
 
 
 def read_idx(path: Path) -> list[list[IdxComponent]]:
-    """Parse a DALI v1.2 index into samples of components."""
-    lines = Path(path).read_text().splitlines()
-    version, count = lines[0].split()
-    if version != IDX_VERSION:
-        raise ValueError(f"{path}: index version {version!r}, expected {IDX_VERSION}")
+    """Parse a DALI v1.2 index into samples of components; a malformed one raises :class:`ShardError`
+    naming the file and line."""
+    try:
+        lines = Path(path).read_text().splitlines()
+    except UnicodeDecodeError as e:
+        raise ShardError(f"{path}: not a text file ({e})") from None
+    head = lines[0].split() if lines else []
+    if len(head) != 2 or head[0] != IDX_VERSION or not head[1].isdigit():
+        raise ShardError(f"{path}: line 1 is {lines[0][:40] if lines else ''!r}, not a DALI index header "
+                         f"'{IDX_VERSION} <samples>'")
     samples = []
-    for line in lines[1:]:
+    for number, line in enumerate(lines[1:], 2):
         tok = line.split()
-        if len(tok) % 4:
-            raise ValueError(f"{path}: malformed index line {line!r}")
+        if not tok or len(tok) % 4 or not all(tok[i].isdigit() for i in range(len(tok)) if i % 4 in (1, 2)):
+            raise ShardError(f"{path} line {number}: malformed index line {line[:80]!r}")
         samples.append([IdxComponent(tok[i], int(tok[i + 1]), int(tok[i + 2]), tok[i + 3])
                         for i in range(0, len(tok), 4)])
-    if int(count) != len(samples):
-        raise ValueError(f"{path}: header says {count} samples, found {len(samples)} lines")
+    if int(head[1]) != len(samples):
+        raise ShardError(f"{path}: header says {head[1]} samples, found {len(samples)} lines")
     return samples
 
 
@@ -139,10 +152,8 @@ def index_tar(path: Path) -> list[list[IdxComponent]]:
     """What the index of a tar should say, computed from the tar itself (for verification)."""
     samples: list[list[IdxComponent]] = []
     last_key = None
-    with tarfile.open(path, mode="r:") as tar:
-        for info in tar:
-            if not info.isfile():
-                continue
+    with _open_shard(path) as tar:
+        for info in _members(tar, path):
             base = info.name.rsplit("/", 1)[-1]
             key, _, ext = base.partition(".")
             component = IdxComponent(ext, info.offset_data, info.size, info.name)
@@ -155,17 +166,39 @@ def index_tar(path: Path) -> list[list[IdxComponent]]:
 
 
 def iter_samples(path: Path) -> Iterator[tuple[str, dict[str, bytes]]]:
-    """(key, {ext: bytes}) for each sample of a shard, in order."""
-    with tarfile.open(path, mode="r:") as tar:
+    """(key, {ext: bytes}) for each sample of a shard, in order; a damaged or truncated shard
+    raises :class:`ShardError` naming it."""
+    with _open_shard(path) as tar:
         key, sample = None, {}
-        for info in tar:
-            if not info.isfile():
-                continue
+        for info in _members(tar, path):
             k, _, ext = info.name.rsplit("/", 1)[-1].partition(".")
             if k != key and key is not None:
                 yield key, sample
                 sample = {}
             key = k
-            sample[ext] = tar.extractfile(info).read()
+            try:
+                sample[ext] = tar.extractfile(info).read()
+            except (tarfile.TarError, EOFError) as e:
+                raise ShardError(f"{path}: member {info.name} at offset {info.offset_data} cannot be read ({e}): "
+                                 "truncated or damaged shard") from None
         if key is not None:
             yield key, sample
+
+
+def _open_shard(path: Path) -> tarfile.TarFile:
+    try:
+        return tarfile.open(path, mode="r:")
+    except tarfile.TarError as e:
+        raise ShardError(f"{path}: not a readable tar ({e})") from None
+
+
+def _members(tar: tarfile.TarFile, path: Path) -> Iterator[tarfile.TarInfo]:
+    while True:
+        try:
+            info = tar.next()
+        except tarfile.TarError as e:
+            raise ShardError(f"{path}: damaged tar header at offset {tar.offset} ({e})") from None
+        if info is None:
+            return
+        if info.isfile():
+            yield info

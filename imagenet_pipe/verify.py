@@ -2,9 +2,11 @@
 
 Per shard: size and sha256 against the manifest, every ``.idx`` line against the tar's own
 headers, sample count, each sample complete (``cls``, ``jpg``, ``json``) with ``cls`` equal to the
-json label, keys unique within the split, and optionally every image decoded. Across the folder:
-``_info.json``, ``info.json``, the wids indexes and ``sizes.json`` agree with the manifest, and the
-manifest's counts reconcile (samples in = written + quarantined).
+json label, keys unique within the split, and optionally every image decoded (an RGB JPEG of the
+json's size ending with its EOI marker). Across the folder: the manifest is well-formed and its
+counts reconcile (samples in = written + quarantined, per split and in total); ``_info.json``,
+``info.json``, the wids indexes, ``sizes.json``, ``classes.tsv`` and the dataset card agree with
+it; no stray shard, temporary file or work folder of an interrupted run is left.
 """
 
 from __future__ import annotations
@@ -21,7 +23,21 @@ from typing import Any
 
 from tqdm import tqdm
 
-from .indexes import INFO_FILES, sizes_index, timm_info, wids_index, wids_name
+from .classes import ClassTable
+from .convert import MANIFEST, TRASH_DIR, WORK_DIR
+from .errors import ImagenetPipeError, ShardError
+from .indexes import (
+    CARD_FILE,
+    CLASSES_FILE,
+    INFO_FILES,
+    SIZES_FILE,
+    dataset_card,
+    read_json,
+    sizes_index,
+    timm_info,
+    wids_index,
+    wids_name,
+)
 from .shards import idx_name, index_tar, iter_samples, read_idx
 
 REQUIRED = ("cls", "jpg", "json")
@@ -64,36 +80,44 @@ def check_shard(root: Path, shard: dict[str, Any], decode: bool = False) -> Shar
         check.problems.append(f"{name}: sha256 {sha.hexdigest()[:16]}... differs from the manifest's")
     try:
         expected_idx = index_tar(path)
-    except Exception as e:
-        check.problems.append(f"{name}: not a readable tar ({e})")
+    except ShardError as e:
+        check.problems.append(str(e))
         return check
     idx_path = root / idx_name(name)
     try:
         if read_idx(idx_path) != expected_idx:
             check.problems.append(f"{idx_path.name}: does not match the offsets and sizes in {name}")
-    except (OSError, ValueError) as e:
+    except (OSError, ShardError) as e:
         check.problems.append(f"{idx_path.name}: {e}")
-    for key, sample in iter_samples(path):
-        check.samples += 1
-        check.keys.append(key)
-        missing = [ext for ext in REQUIRED if ext not in sample]
-        if missing:
-            check.problems.append(f"{name}: sample {key} lacks {', '.join(missing)}")
-            continue
-        try:
-            meta = json.loads(sample["json"])
-            if int(sample["cls"]) != meta["label"]:
-                check.problems.append(f"{name}: sample {key} cls {sample['cls']!r} != json label {meta['label']}")
-        except (ValueError, KeyError, TypeError) as e:
-            check.problems.append(f"{name}: sample {key} has a bad cls/json ({e})")
-            meta = {}  # the image is still checked; its size cannot be compared
-        if decode:
-            problem = _decode_problem(sample["jpg"], meta)
-            if problem:
-                check.problems.append(f"{name}: sample {key} {problem}")
+    try:
+        for key, sample in iter_samples(path):
+            _check_sample(check, key, sample, decode)
+    except ShardError as e:
+        check.problems.append(str(e))
     if check.samples != shard["samples"]:
         check.problems.append(f"{name}: {check.samples} samples, manifest says {shard['samples']}")
     return check
+
+
+def _check_sample(check: ShardCheck, key: str, sample: dict[str, bytes], decode: bool) -> None:
+    name = check.name
+    check.samples += 1
+    check.keys.append(key)
+    missing = [ext for ext in REQUIRED if ext not in sample]
+    if missing:
+        check.problems.append(f"{name}: sample {key} lacks {', '.join(missing)}")
+        return
+    try:
+        meta = json.loads(sample["json"])
+        if int(sample["cls"]) != meta["label"]:
+            check.problems.append(f"{name}: sample {key} cls {sample['cls']!r} != json label {meta['label']}")
+    except (ValueError, KeyError, TypeError) as e:
+        check.problems.append(f"{name}: sample {key} has a bad cls/json ({e})")
+        meta = {}  # the image is still checked; its size cannot be compared
+    if decode:
+        problem = _decode_problem(sample["jpg"], meta)
+        if problem:
+            check.problems.append(f"{name}: sample {key} {problem}")
 
 
 def _decode_problem(data: bytes, meta: dict) -> str | None:
@@ -106,6 +130,8 @@ def _decode_problem(data: bytes, meta: dict) -> str | None:
         return f"does not decode: {e}"
     if img.format != "JPEG" or img.mode != "RGB":
         return f"is {img.format} {img.mode}, expected an RGB JPEG"
+    if not data.endswith(b"\xff\xd9"):
+        return "has bytes after its JPEG end marker (FFD9)"
     if meta and (img.width, img.height) != (meta.get("width"), meta.get("height")):
         return f"is {img.width}x{img.height}, json says {meta.get('width')}x{meta.get('height')}"
     return None
@@ -119,21 +145,28 @@ def verify(root: Path | str, decode: bool = False, workers: int | None = None, p
            log: Callable[[str], None] | None = None) -> Report:
     root = Path(root)
     report = Report()
-    manifest_path = root / "manifest.json"
-    if not manifest_path.exists():
-        report.problems.append(f"{root}: no manifest.json (not a finished imagenet-pipe conversion)")
-        return report
-    manifest = json.loads(manifest_path.read_text())
-    _check_manifest_counts(manifest, report)
-    _check_indexes(root, manifest, report)
+    manifest = _load_manifest(root, report)
+    if manifest is not None:
+        _check_manifest_counts(manifest, report)
+        _check_indexes(root, manifest, report)
+        _check_leftovers(root, manifest, report)
+        _check_shards(root, manifest, report, decode, workers, progress)
+    if log:
+        log(f"verified {report.shards} shards, {report.samples} samples"
+            + (f", {report.decoded} images decoded" if decode else "")
+            + (": OK" if report.ok else f": {len(report.problems)} problem(s)"))
+    return report
+
+
+def _check_shards(root: Path, manifest: dict, report: Report, decode: bool, workers: int | None,
+                  progress: bool) -> None:
     shards = manifest["shards"]
     tasks = [(root, s, decode) for s in shards]
     workers = max(1, min(workers or os.cpu_count() or 1, len(tasks)))
     keys_by_split: dict[str, set[str]] = {}
     with tqdm(total=len(tasks), desc="verify", unit="shard", disable=not progress) as bar:
         if workers == 1:
-            checks = map(_check_task, tasks)
-            results = _collect(checks, bar)
+            results = _collect(map(_check_task, tasks), bar)
         else:
             with mp.get_context("fork").Pool(workers) as pool:
                 results = _collect(pool.imap(_check_task, tasks), bar)
@@ -148,11 +181,62 @@ def verify(root: Path | str, decode: bool = False, workers: int | None = None, p
             report.problems.append(f"{shard['name']}: keys also in another shard of {shard['split']}: "
                                    f"{sorted(dupes)[:5]}")
         seen.update(check.keys)
-    if log:
-        log(f"verified {report.shards} shards, {report.samples} samples"
-            + (f", {report.decoded} images decoded" if decode else "")
-            + (": OK" if report.ok else f": {len(report.problems)} problem(s)"))
-    return report
+
+
+# the manifest fields verify relies on, and their types
+MANIFEST_FIELDS = {"dataset": str, "prefix": str, "class_list": str, "num_classes": int, "splits": dict,
+                   "totals": dict, "quarantine": list, "shards": list}
+SHARD_FIELDS = {"name": str, "split": str, "samples": int, "bytes": int, "sha256": str}
+COUNT_FIELDS = ("samples_in", "written", "quarantined")
+
+
+def _load_manifest(root: Path, report: Report) -> dict | None:
+    """The manifest, or None (with the problem reported) when it is missing, not JSON, or lacks
+    what the checks need."""
+    path = root / MANIFEST
+    if not path.exists():
+        report.problems.append(f"{root}: no {MANIFEST} (not a finished imagenet-pipe conversion)")
+        return None
+    try:
+        manifest = read_json(path)
+    except ShardError as e:
+        report.problems.append(str(e))
+        return None
+    problems = _shape_problems(manifest, MANIFEST_FIELDS, MANIFEST) if isinstance(manifest, dict) else \
+        [f"{MANIFEST}: not a JSON object"]
+    if not problems:
+        for i, shard in enumerate(manifest["shards"]):
+            problems += _shape_problems(shard, SHARD_FIELDS, f"{MANIFEST}: shards[{i}]")
+        for split, counts in manifest["splits"].items():
+            problems += _shape_problems(counts, dict.fromkeys((*COUNT_FIELDS, "shards"), int),
+                                        f"{MANIFEST}: splits[{split!r}]")
+        problems += _shape_problems(manifest["totals"], dict.fromkeys(COUNT_FIELDS, int), f"{MANIFEST}: totals")
+        for i, entry in enumerate(manifest["quarantine"]):
+            problems += _shape_problems(entry, {"split": str, "reason": str}, f"{MANIFEST}: quarantine[{i}]")
+    report.problems += problems
+    return None if problems else manifest
+
+
+def _shape_problems(obj: Any, fields: dict[str, type], where: str) -> list[str]:
+    if not isinstance(obj, dict):
+        return [f"{where}: not a JSON object"]
+    return [f"{where}: lacks {name!r}" if name not in obj else f"{where}: {name!r} is not a {kind.__name__}"
+            for name, kind in fields.items() if not isinstance(obj.get(name), kind) or isinstance(obj[name], bool)]
+
+
+def _check_leftovers(root: Path, manifest: dict, report: Report) -> None:
+    """Files a finished conversion does not have: temporary files, a work folder, shards the
+    manifest does not list (a reader globbing the folder would take them)."""
+    listed = {n for s in manifest["shards"] for n in (s["name"], idx_name(s["name"]))}
+    for path in sorted(root.iterdir()):
+        name = path.name
+        if ".partial" in name:
+            report.problems.append(f"{name}: temporary file of an interrupted run")
+        elif name in (WORK_DIR, TRASH_DIR):
+            report.problems.append(f"{name}/: work folder of an unfinished conversion (rerun the same convert "
+                                   "command to finish it)")
+        elif name.startswith(f"{manifest['prefix']}-") and name.endswith((".tar", ".idx")) and name not in listed:
+            report.problems.append(f"{name}: stray shard file, not in {MANIFEST}")
 
 
 def _collect(results, bar) -> list[ShardCheck]:
@@ -164,17 +248,29 @@ def _collect(results, bar) -> list[ShardCheck]:
 
 
 def _check_manifest_counts(manifest: dict, report: Report) -> None:
-    for split, counts in manifest["splits"].items():
-        written = sum(s["samples"] for s in manifest["shards"] if s["split"] == split)
+    splits = manifest["splits"]
+    for split, counts in splits.items():
+        shards = [s for s in manifest["shards"] if s["split"] == split]
+        written = sum(s["samples"] for s in shards)
         if written != counts["written"]:
-            report.problems.append(f"manifest: {split} shards hold {written} samples, counts say {counts['written']}")
+            report.problems.append(f"{MANIFEST}: {split} shards hold {written} samples, counts say {counts['written']}")
+        if len(shards) != counts["shards"]:
+            report.problems.append(f"{MANIFEST}: {split} lists {len(shards)} shards, counts say {counts['shards']}")
         if counts["samples_in"] != counts["written"] + counts["quarantined"]:
-            report.problems.append(f"manifest: {split} samples in {counts['samples_in']} != written "
+            report.problems.append(f"{MANIFEST}: {split} samples in {counts['samples_in']} != written "
                                    f"{counts['written']} + quarantined {counts['quarantined']}")
-        quarantined = sum(1 for q in manifest["quarantine"] if q["split"] == split)
+        quarantined = sum(1 for q in manifest["quarantine"] if q.get("split") == split)
         if quarantined != counts["quarantined"]:
-            report.problems.append(f"manifest: {split} quarantine list has {quarantined} entries, counts say "
+            report.problems.append(f"{MANIFEST}: {split} quarantine list has {quarantined} entries, counts say "
                                    f"{counts['quarantined']}")
+    for name in COUNT_FIELDS:
+        total = sum(counts[name] for counts in splits.values())
+        if manifest["totals"][name] != total:
+            report.problems.append(f"{MANIFEST}: totals say {name} {manifest['totals'][name]}, the splits add up "
+                                   f"to {total}")
+    unknown = sorted({s["split"] for s in manifest["shards"]} - set(splits))
+    if unknown:
+        report.problems.append(f"{MANIFEST}: shards of split(s) {unknown} that have no counts")
 
 
 def _check_indexes(root: Path, manifest: dict, report: Report) -> None:
@@ -184,13 +280,30 @@ def _check_indexes(root: Path, manifest: dict, report: Report) -> None:
     for split in manifest["splits"]:
         if any(s["split"] == split for s in manifest["shards"]):
             _compare_json(root / wids_name(manifest["prefix"], split), wids_index(manifest, split), report)
-    _compare_json(root / "sizes.json", sizes_index(manifest), report)
+    _compare_json(root / SIZES_FILE, sizes_index(manifest), report)
+    try:
+        classes = ClassTable.load(manifest["class_list"]).to_tsv()
+    except ImagenetPipeError as e:
+        report.problems.append(f"{MANIFEST}: class_list: {e}")
+    else:
+        _compare_text(root / CLASSES_FILE, classes, report)
+    _compare_text(root / CARD_FILE, dataset_card(manifest), report)
 
 
 def _compare_json(path: Path, expected: Any, report: Report) -> None:
     try:
-        actual = json.loads(path.read_text())
-    except (OSError, ValueError) as e:
+        actual = read_json(path)
+    except ShardError as e:
+        report.problems.append(str(e))
+        return
+    if actual != expected:
+        report.problems.append(f"{path.name}: does not match the manifest")
+
+
+def _compare_text(path: Path, expected: str, report: Report) -> None:
+    try:
+        actual = path.read_text()
+    except (OSError, UnicodeDecodeError) as e:
         report.problems.append(f"{path.name}: unreadable ({e})")
         return
     if actual != expected:

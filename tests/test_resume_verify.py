@@ -22,10 +22,10 @@ def _files(out: Path) -> dict[str, bytes]:
     return {p.name: p.read_bytes() for p in sorted(out.iterdir()) if p.is_file()}
 
 
-def _start(src: Path, out: Path, slow: float) -> subprocess.Popen:
+def _start(src: Path, out: Path, slow: float, extra: tuple[str, ...] | list[str] = ()) -> subprocess.Popen:
     env = {**os.environ, "IMAGENET_PIPE_SLOW_READ_S": str(slow)}
     cmd = [sys.executable, "-m", "imagenet_pipe", "convert", "imagenet1k", str(src), "--out", str(out),
-           "--shard-size", "5", "--workers", "2", "--quiet"]
+           "--shard-size", "5", "--workers", "2", "--quiet", *extra]
     return subprocess.Popen(cmd, env=env, start_new_session=True, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
 
 

@@ -13,6 +13,12 @@ distinct bytes reused under new names so that building is fast), warms the page 
 
 Peak memory is the largest proportional set size (PSS) of the whole process tree, sampled every
 20 ms (shared pages of forked workers counted once).
+
+    python tools/bench_convert.py --images 4000 --bombs 4 --out bench-out/convert-bombs
+
+With ``--bombs K`` it measures only peak memory: the same archive converted with and without K
+decompression bombs added (alternately a 16000x16000 PNG, 768 MB of pixels in 0.7 MB, and a 1 KB
+JPEG whose header declares 30000x30000), ``--workers`` all cores, ``--check decode``.
 """
 
 from __future__ import annotations
@@ -34,12 +40,15 @@ import numpy as np
 
 from imagenet_pipe.bench.machine import machine_record
 from imagenet_pipe.classes import wnid_list
+from imagenet_pipe.fakes import damage
 from imagenet_pipe.fakes.images import ImageFactory
 
 
-def build_archive(path: Path, images: int, distinct: int = 256, classes: int = 40, seed: int = 0) -> int:
+def build_archive(path: Path, images: int, distinct: int = 256, classes: int = 40, seed: int = 0,
+                  bombs: int = 0) -> int:
     factory = ImageFactory(seed, "photo")
     pool = [factory.jpeg() for _ in range(distinct)]
+    bomb_data = [damage.bomb_png(16_000, 16_000), damage.bomb_jpeg(30_000, 30_000)] if bombs else []
     wnids = wnid_list("imagenet1k")[:: 1000 // classes][:classes]
     per_class = images // classes
     rng = np.random.default_rng(seed)
@@ -49,6 +58,8 @@ def build_archive(path: Path, images: int, distinct: int = 256, classes: int = 4
             with tarfile.open(fileobj=buf, mode="w", format=tarfile.GNU_FORMAT) as inner:
                 for n in range(per_class):
                     data = pool[int(rng.integers(distinct))]
+                    if c < bombs and n == per_class // 2:  # one bomb in each of the first classes
+                        data = bomb_data[c % 2]
                     info = tarfile.TarInfo(f"{wnid}_{c * 100000 + n}.JPEG")
                     info.size = len(data)
                     inner.addfile(info, io.BytesIO(data))
@@ -107,10 +118,14 @@ def main() -> None:
     p.add_argument("--images", type=int, default=4000)
     p.add_argument("--out", type=Path, default=Path("bench-out/convert"))
     p.add_argument("--repeats", type=int, default=3)
+    p.add_argument("--bombs", type=int, default=0, help="only compare peak memory with and without K bombs")
     args = p.parse_args()
     args.out.mkdir(parents=True, exist_ok=True)
     cores = os.cpu_count() or 1
     results: dict = {"machine": machine_record(args.out, cores), "runs": []}
+    if args.bombs:
+        bomb_memory(args, cores, results)
+        return
 
     for scale in (1, 2):
         n_req = args.images * scale
@@ -149,11 +164,7 @@ def main() -> None:
                 times, peak = [], 0
                 for _ in range(args.repeats):
                     warm(archive)
-                    dest = args.out / "shards"
-                    shutil.rmtree(dest, ignore_errors=True)
-                    t, pk = timed([sys.executable, "-m", "imagenet_pipe", "convert", "imagenet1k", str(src),
-                                   "--out", str(dest), "--splits", "train", "--workers", str(workers),
-                                   "--check", check, "--quiet"])
+                    t, pk = convert_run(src, args.out / "shards", workers, check)
                     times.append(t)
                     peak = max(peak, pk)
                 record(f"imagenet-pipe convert --workers {workers} --check {check}", times, peak,
@@ -162,6 +173,35 @@ def main() -> None:
 
     (args.out / "convert-bench.json").write_text(json.dumps(results, indent=1))
     print(f"wrote {args.out / 'convert-bench.json'}")
+
+
+def convert_run(src: Path, dest: Path, workers: int, check: str = "decode") -> tuple[float, int]:
+    shutil.rmtree(dest, ignore_errors=True)
+    return timed([sys.executable, "-m", "imagenet_pipe", "convert", "imagenet1k", str(src), "--out", str(dest),
+                  "--splits", "train", "--workers", str(workers), "--check", check, "--quiet"])
+
+
+def bomb_memory(args: argparse.Namespace, cores: int, results: dict) -> None:
+    """Peak PSS of the same conversion without and with decompression bombs in the archive."""
+    for bombs in (0, args.bombs):
+        src = args.out / f"raw-{args.images}-bombs{bombs}"
+        src.mkdir(exist_ok=True)
+        archive = src / "ILSVRC2012_img_train.tar"
+        n = build_archive(archive, args.images, bombs=bombs) if not archive.exists() else args.images // 40 * 40
+        size = archive.stat().st_size
+        times, peak = [], 0
+        for _ in range(args.repeats):
+            warm(archive)
+            t, pk = convert_run(src, args.out / "shards", cores)
+            times.append(t)
+            peak = max(peak, pk)
+        manifest = json.loads((args.out / "shards" / "manifest.json").read_text())
+        quarantined = [q["reason"][:60] for q in manifest["quarantine"]]
+        _record(results["runs"], n, size, f"convert --workers {cores}, {bombs} bombs", times, peak,
+                bombs=bombs, quarantined=quarantined)
+    shutil.rmtree(args.out / "shards", ignore_errors=True)
+    (args.out / "convert-bombs.json").write_text(json.dumps(results, indent=1))
+    print(f"wrote {args.out / 'convert-bombs.json'}")
 
 
 if __name__ == "__main__":

@@ -8,6 +8,8 @@ from typing import Any
 import torch
 from torch import nn
 
+from ..errors import OptionsError
+
 
 def _block(cin: int, cout: int, stride: int) -> nn.Sequential:
     return nn.Sequential(nn.Conv2d(cin, cout, 3, stride, 1, bias=False), nn.BatchNorm2d(cout), nn.ReLU(inplace=True))
@@ -38,7 +40,7 @@ def make_model(name: str = "tiny", num_classes: int = 1000) -> nn.Module:
     try:
         import torchvision
     except ImportError as e:
-        raise ValueError(f"model {name!r} needs torchvision (or use --model tiny / timm:<name>)") from e
+        raise OptionsError(f"model {name!r} needs torchvision (or use --model tiny / timm:<name>)") from e
     return torchvision.models.get_model(name, weights=None, num_classes=num_classes)
 
 
@@ -50,7 +52,7 @@ class ModelStep:
 
     def __init__(self, name: str, kind: str, device: torch.device, num_classes: int = 1000) -> None:
         if kind not in ("fwd", "fwdbwd"):
-            raise ValueError(f"model step must be 'fwd' or 'fwdbwd', not {kind!r}")
+            raise OptionsError(f"model step must be 'fwd' or 'fwdbwd', not {kind!r}")
         self.kind, self.device, self.num_classes = kind, device, num_classes
         self.cuda = device.type == "cuda"
         model = make_model(name, num_classes).to(device)

@@ -20,6 +20,7 @@ from typing import Any
 
 import torch
 
+from ..errors import OptionsError
 from ..loaders.config import resolve_config
 from ..loaders.shardset import ShardSet
 from . import report, stages
@@ -51,7 +52,7 @@ def _pin(cores: int | None) -> tuple[int, tuple[set[int] | None, int]]:
     cpus = available_cpus()
     n = len(cpus) if not cores else min(cores, len(cpus))
     if cores and cores > len(cpus):
-        raise ValueError(f"--cores {cores}: only {len(cpus)} CPUs are available to this process")
+        raise OptionsError(f"--cores {cores}: only {len(cpus)} CPUs are available to this process")
     old_mask, old_threads = None, torch.get_num_threads()
     if hasattr(os, "sched_setaffinity") and n < len(cpus):
         old_mask = set(cpus)
@@ -342,11 +343,11 @@ def run_bench(root: str | Path, *, presets: Sequence[str] = ("train-224", "eval-
     wanted = set(stages_wanted) | ({"tune"} if tune else set()) | ({"model"} if model_step else set())
     unknown = wanted - set(STAGES)
     if unknown:
-        raise ValueError(f"unknown stage(s) {sorted(unknown)}; known: {', '.join(STAGES)}")
+        raise OptionsError(f"unknown stage(s) {sorted(unknown)}; known: {', '.join(STAGES)}")
     if parity not in PARITY:
-        raise ValueError(f"parity must be one of {PARITY}")
+        raise OptionsError(f"parity must be one of {PARITY}")
     if set(tune_space or {}) - set(TUNABLE):
-        raise ValueError(f"cannot tune {sorted(set(tune_space or {}) - set(TUNABLE))}; tunable: {', '.join(TUNABLE)}")
+        raise OptionsError(f"cannot tune {sorted(set(tune_space or {}) - set(TUNABLE))}; tunable: {', '.join(TUNABLE)}")
     shards = ShardSet.open(root, split)
     dev = _device(device)
     n_cores, pinned = _pin(cores)

@@ -12,7 +12,7 @@ from pathlib import Path
 from typing import Any
 
 from ..config import load_preset
-from ..errors import ImagenetPipeError
+from ..errors import OptionsError
 
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)
@@ -22,7 +22,7 @@ MEMORY_FORMATS = ("contiguous", "channels_last", "nhwc")
 INTERPOLATIONS = ("bilinear", "bicubic", "lanczos")
 
 
-class LoaderConfigError(ImagenetPipeError, ValueError):
+class LoaderConfigError(OptionsError):
     """An unknown loader option or a value of the wrong type or range."""
 
 

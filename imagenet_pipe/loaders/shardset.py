@@ -12,11 +12,11 @@ from pathlib import Path
 
 import numpy as np
 
-from ..errors import ImagenetPipeError
+from ..errors import ShardError
 from ..shards import IdxComponent, idx_name, index_tar, read_idx
 
 
-class ShardSetError(ImagenetPipeError):
+class ShardSetError(ShardError):
     """A shard folder the loaders cannot use (missing, unreadable or inconsistent files)."""
 
 

@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+import hashlib
+import os
 from pathlib import Path
 
+from ..errors import OptionsError
 from .base import Source, SourceError
 from .imagenet1k_folder import ImageNet1kFolder
 from .imagenet1k_kaggle import ImageNet1kKaggle
@@ -32,7 +35,7 @@ def layouts(dataset: str) -> list[type[Source]]:
     try:
         return SOURCES[dataset]
     except KeyError:
-        raise ValueError(f"unknown dataset {dataset!r}; known: {', '.join(SOURCES)}") from None
+        raise OptionsError(f"unknown dataset {dataset!r}; known: {', '.join(SOURCES)}") from None
 
 
 def open_source(dataset: str, root: Path, workdir: Path, layout: str | None = None, **options) -> Source:
@@ -44,7 +47,7 @@ def open_source(dataset: str, root: Path, workdir: Path, layout: str | None = No
     if layout is not None:
         chosen = [c for c in candidates if c.layout == layout]
         if not chosen:
-            raise ValueError(f"{dataset} has no layout {layout!r}; known: {[c.layout for c in candidates]}")
+            raise OptionsError(f"{dataset} has no layout {layout!r}; known: {[c.layout for c in candidates]}")
         return chosen[0](root, workdir, **options)
     for cls in candidates:
         if cls.detect(root):
@@ -53,4 +56,37 @@ def open_source(dataset: str, root: Path, workdir: Path, layout: str | None = No
     raise SourceError(f"{root} does not hold a {dataset} download in a known layout. Expected one of:\n{expected}")
 
 
-__all__ = ["SOURCES", "Source", "SourceError", "layouts", "open_source"]
+FINGERPRINT_BLOCK = 64 << 10
+
+
+def source_fingerprint(root: Path, exclude: Path | None = None) -> dict[str, str]:
+    """What identifies a download without reading it: for each top-level file its size, mtime and
+    a hash of its first and last 64 KiB (archives, devkit, CSVs); for each top-level folder a hash
+    of every sub-folder's name and mtime (files added, removed or renamed). ``exclude``: an output
+    folder inside the source. A resumed conversion compares it to refuse a stale catalog."""
+    root = Path(root)
+    skip = os.path.realpath(exclude) if exclude is not None else None
+    out = {}
+    for entry in sorted(os.scandir(root), key=lambda e: e.name):
+        if entry.name.startswith(".") or os.path.realpath(entry.path) == skip:
+            continue
+        h = hashlib.sha256()
+        if entry.is_dir():
+            seen = {os.path.realpath(entry.path), skip}
+            for dirpath, dirnames, _ in os.walk(entry.path, followlinks=True):  # links followed once, as scanned
+                real = {d: os.path.realpath(os.path.join(dirpath, d)) for d in dirnames}
+                dirnames[:] = sorted(d for d in dirnames if real[d] not in seen)
+                seen.update(real.values())
+                h.update(f"{os.path.relpath(dirpath, entry.path)}:{os.stat(dirpath).st_mtime_ns}\n".encode())
+        elif entry.is_file():
+            st = entry.stat()
+            h.update(f"{st.st_size}:{st.st_mtime_ns}\n".encode())
+            with open(entry.path, "rb") as f:
+                h.update(f.read(FINGERPRINT_BLOCK))
+                f.seek(max(0, st.st_size - FINGERPRINT_BLOCK))
+                h.update(f.read(FINGERPRINT_BLOCK))
+        out[entry.name] = h.hexdigest()[:16]
+    return out
+
+
+__all__ = ["SOURCES", "Source", "SourceError", "layouts", "open_source", "source_fingerprint"]

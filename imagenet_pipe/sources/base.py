@@ -8,8 +8,10 @@ never extracts archives; the converter does everything else.
 
 from __future__ import annotations
 
+import hashlib
 import os
 import re
+import stat
 import zipfile
 from abc import ABC, abstractmethod
 from collections.abc import Iterator
@@ -17,17 +19,15 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import ClassVar
 
-from ..archive import KIND_DIR, KIND_ZIP, Containers, compression_of, iter_tar
+from ..archive import KIND_DIR, KIND_ZIP, Containers, ScanLog, compression_of, iter_tar, open_zip
 from ..catalog import Entry
+from ..errors import SourceError
 
 IMAGE_SUFFIXES = (".jpeg", ".jpg", ".png")
+TAR_SUFFIXES = (".tar", ".tar.gz", ".tgz")
 WNID = re.compile(r"^n\d{8}$")
 UNSAFE_KEY_CHARS = re.compile(r"[^A-Za-z0-9_-]")
 MAX_KEY = 90  # shard member names must stay under tar's 100 bytes with the extension
-
-
-class SourceError(Exception):
-    """The download does not look like the layout it claims to be; the message says why."""
 
 
 @dataclass(frozen=True)
@@ -65,6 +65,7 @@ class Source(ABC):
         self.workdir = Path(workdir)
         self.options = options
         self.ignored: list[tuple[str, str]] = []  # (file, why) for files that are not samples
+        self.warnings: list[str] = []  # damage that lost nothing listed (e.g. a tar without its end blocks)
 
     @classmethod
     @abstractmethod
@@ -88,19 +89,23 @@ class Source(ABC):
     def ignore(self, path: str, why: str) -> None:
         self.ignored.append((path, why))
 
+    def warn(self, message: str) -> None:
+        self.warnings.append(message)
+
     @property
     def spool_dir(self) -> Path:
         return self.workdir / "spool"
 
 
-def walk(root: Path, containers: Containers, spool_dir: Path, path: Path) -> Iterator[FileRef]:
+def walk(src: Source, containers: Containers, path: Path) -> Iterator[FileRef]:
     """Files under ``path``: a directory, a zip, or a (possibly compressed) tar."""
     if path.is_dir():
-        yield from walk_dir(path, containers)
-    elif zipfile.is_zipfile(path):
+        yield from walk_dir(path, containers, src)
+    elif path.name.lower().endswith(".zip") or (not path.name.lower().endswith(TAR_SUFFIXES)
+                                                and zipfile.is_zipfile(path)):  # by name first: damage hides the kind
         yield from walk_zip(path, containers)
     else:
-        yield from walk_tar(path, containers, spool_dir)
+        yield from walk_tar(src, path, containers)
 
 
 def iter_class_tars(src: Source, path: Path, containers: Containers) -> Iterator[tuple[str, str, int, Iterator]]:
@@ -111,57 +116,89 @@ def iter_class_tars(src: Source, path: Path, containers: Containers) -> Iterator
 
     cid, readable = containers.open_tar(path, src.spool_dir)
     with open(readable, "rb") as f:
-        for outer in list(iter_tar(f)):
+        for outer in list(iter_tar(f, path.name, log=src)):
             where = f"{path.name}/{outer.name}"
             base = outer.name.rsplit("/", 1)[-1]
             wnid = base.removesuffix(".tar")
             if not base.endswith(".tar") or not WNID.match(wnid):
                 src.ignore(where, "not a <wnid>.tar class archive")
                 continue
-            yield wnid, where, cid, iter_nested_tar(f, outer)
+            yield wnid, where, cid, iter_nested_tar(f, outer, where, src)
 
 
-def walk_dir(path: Path, containers: Containers) -> Iterator[FileRef]:
+def walk_dir(path: Path, containers: Containers, log: ScanLog, where: str | None = None) -> Iterator[FileRef]:
+    """Regular files under ``path`` (hidden names skipped), in sorted order. Links to folders are
+    followed once; FIFOs, sockets, devices and broken links are recorded as ignored (under
+    ``where``, default ``<folder name>/``) and never opened (a FIFO would block the reader); a
+    folder that cannot be listed stops the scan."""
     cid = containers.add(KIND_DIR, path)
-    for dirpath, dirnames, filenames in os.walk(path):
-        dirnames[:] = sorted(d for d in dirnames if not d.startswith("."))
-        rel = os.path.relpath(dirpath, path)
-        for name in sorted(filenames):
-            if name.startswith("."):
+    where = f"{path.name}/" if where is None else where
+    seen = {os.path.realpath(path)}
+
+    def visit(folder: str, rel: str) -> Iterator[FileRef]:
+        try:
+            with os.scandir(folder) as listing:
+                entries = sorted(listing, key=lambda e: e.name)
+        except OSError as e:
+            raise SourceError(f"cannot list folder {folder}: {e.strerror or e}") from None
+        for entry in entries:
+            if entry.name.startswith("."):
                 continue
-            relpath = name if rel == "." else f"{rel}/{name}".replace(os.sep, "/")
-            yield FileRef(relpath, cid, 0, 0, relpath)
+            relpath = f"{rel}{entry.name}"
+            if entry.is_dir():  # follows links
+                real = os.path.realpath(entry.path)
+                if real in seen:
+                    log.ignore(f"{where}{relpath}/", "link to a folder already walked (a loop): not followed")
+                    continue
+                seen.add(real)
+                yield from visit(entry.path, f"{relpath}/")
+            elif entry.is_file():
+                yield FileRef(relpath, cid, 0, 0, relpath)
+            else:
+                log.ignore(f"{where}{relpath}", f"{_special_file_kind(entry.path)}: not a regular file, not read")
+
+    yield from visit(str(path), "")
+
+
+def _special_file_kind(path: str) -> str:
+    try:
+        mode = os.stat(path).st_mode
+    except OSError:
+        return "broken symbolic link"
+    return ("FIFO" if stat.S_ISFIFO(mode) else "socket" if stat.S_ISSOCK(mode)
+            else "device" if stat.S_ISCHR(mode) or stat.S_ISBLK(mode) else "special file")
 
 
 def walk_zip(path: Path, containers: Containers) -> Iterator[FileRef]:
     cid = containers.add(KIND_ZIP, path)
-    with zipfile.ZipFile(path) as zf:
+    with open_zip(path) as zf:
         for info in zf.infolist():
             if not info.is_dir():
                 yield FileRef(info.filename, cid, 0, info.file_size, info.filename)
 
 
-def walk_tar(path: Path, containers: Containers, spool_dir: Path) -> Iterator[FileRef]:
-    cid, readable = containers.open_tar(path, spool_dir)
+def walk_tar(src: Source, path: Path, containers: Containers) -> Iterator[FileRef]:
+    cid, readable = containers.open_tar(path, src.spool_dir)
     with open(readable, "rb") as f:
-        for m in iter_tar(f):
+        for m in iter_tar(f, path.name, log=src):
             yield FileRef(_clean(m.name), cid, m.offset, m.size)
 
 
-def spool_zip_member(zip_path: Path, member: str, containers: Containers, spool_dir: Path) -> Iterator[FileRef]:
+def spool_zip_member(src: Source, zip_path: Path, member: str, containers: Containers) -> Iterator[FileRef]:
     """Files of a tar(.gz) stored inside a zip (the Kaggle download), via a decompressed spool."""
     from ..archive import KIND_FILE, spool_decompressed
 
-    dest = spool_dir / (Path(member).name + ".spool.tar")
-    with zipfile.ZipFile(zip_path) as zf, zf.open(member) as raw:
+    dest = src.spool_dir / (Path(member).name + ".spool.tar")
+    where = f"{zip_path.name}:{member}"
+    with open_zip(zip_path) as zf, zf.open(member) as raw:
         head = raw.peek(8) if hasattr(raw, "peek") else b""
         kind = compression_of(head[:8])
         if kind is None:
-            raise SourceError(f"{zip_path}:{member} is not a compressed tar")
-        spool_decompressed(raw, kind, dest)
+            raise SourceError(f"{where} is not a compressed tar")
+        spool_decompressed(raw, kind, dest, where)
     cid = containers.add(KIND_FILE, dest)
     with open(dest, "rb") as f:
-        for m in iter_tar(f):
+        for m in iter_tar(f, where, log=src):
             yield FileRef(_clean(m.name), cid, m.offset, m.size)
 
 
@@ -175,12 +212,21 @@ def name_stem(name: str) -> str:
 
 
 def safe_key(text: str) -> str:
-    """A WebDataset key: characters outside ``[A-Za-z0-9_-]`` become ``_`` (readers split keys at
-    the first dot, DALI indexes at spaces). Collisions this creates are caught by the catalog."""
+    """A WebDataset key for ``text``: itself when it already is one (1-90 characters of
+    ``[A-Za-z0-9_-]``); otherwise the unsafe characters become ``_`` (readers split keys at the first
+    dot, DALI indexes at spaces), long names are cut, and a hash of the whole text is appended, so
+    that different names keep different keys (``a b`` -> ``a_b-1c2f...``, distinct from ``a_b``)."""
     key = UNSAFE_KEY_CHARS.sub("_", text)
-    if not key or len(key) > MAX_KEY:
-        raise SourceError(f"cannot make a WebDataset key of 1..{MAX_KEY} characters from {text!r}")
-    return key
+    if key == text and 0 < len(key) <= MAX_KEY:
+        return key
+    digest = hashlib.blake2b(text.encode("utf-8", "surrogateescape"), digest_size=4).hexdigest()
+    return f"{key[: MAX_KEY - len(digest) - 1]}-{digest}"
+
+
+def file_key(name: str) -> str:
+    """Key of a file whose name is unique within its split (``n01440764_10026.JPEG``,
+    ``ILSVRC2012_val_00000001.JPEG``): its stem, made safe."""
+    return safe_key(name_stem(name))
 
 
 def class_key(wnid: str, name: str) -> str:

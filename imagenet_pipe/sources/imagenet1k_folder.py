@@ -12,7 +12,7 @@ from pathlib import Path
 
 from ..archive import Containers
 from ..catalog import Entry
-from .base import WNID, Source, SourceError, is_image_name, walk_dir
+from .base import WNID, Source, SourceError, file_key, is_image_name, walk_dir
 from .imagenet1k_labels import (
     DEVKIT,
     TABLE,
@@ -43,14 +43,14 @@ class ImageNet1kFolder(Source):
         if "train" in splits:
             if not (self.root / "train").is_dir():
                 raise SourceError(f"split 'train' requested but {self.root / 'train'} does not exist")
-            for ref in walk_dir(self.root / "train", containers):
+            for ref in walk_dir(self.root / "train", containers, self):
                 parts = ref.path.split("/")
                 if len(parts) != 2 or not WNID.match(parts[0]):
                     self.ignore(f"train/{ref.path}", "not in a train/<wnid>/ class folder")
                 elif not is_image_name(parts[1]):
                     self.ignore(f"train/{ref.path}", "not an image file name")
                 else:
-                    yield ref.entry("train", ref.stem, ref.path, train_label(parts[0], parts[1]))
+                    yield ref.entry("train", file_key(parts[1]), ref.path, train_label(parts[0], parts[1]))
         if "validation" in splits:
             yield from self._validation(containers)
 
@@ -60,7 +60,7 @@ class ImageNet1kFolder(Source):
             raise SourceError(f"split 'validation' requested but {self.root} has no val/ folder")
         attach_real = self.options.get("real_labels", True)
         flat_labels = None
-        for ref in walk_dir(val_dir, containers):
+        for ref in walk_dir(val_dir, containers, self):
             parts = ref.path.split("/")
             number = val_number(parts[-1])
             if number is None:
@@ -76,7 +76,7 @@ class ImageNet1kFolder(Source):
             else:
                 self.ignore(f"{val_dir.name}/{ref.path}", "not in val/ or val/<wnid>/")
                 continue
-            yield ref.entry("validation", ref.stem, f"{wnid}/{parts[-1]}", label,
+            yield ref.entry("validation", file_key(parts[-1]), f"{wnid}/{parts[-1]}", label,
                             real_extra(number) if attach_real else None)
 
     def _flat_val_labels(self, val_dir: Path):

@@ -8,13 +8,22 @@ token of ``PredictionString`` in ``LOC_val_solution.csv`` (rows unsorted, severa
 
 from __future__ import annotations
 
-import zipfile
 from collections.abc import Iterator
 from pathlib import Path
 
-from ..archive import Containers
+from ..archive import Containers, open_zip, read_zip_member
 from ..catalog import Entry
-from .base import FileRef, Source, SourceError, is_image_name, spool_zip_member, walk_dir, walk_tar, walk_zip
+from .base import (
+    FileRef,
+    Source,
+    SourceError,
+    file_key,
+    is_image_name,
+    spool_zip_member,
+    walk_dir,
+    walk_tar,
+    walk_zip,
+)
 from .imagenet1k_labels import TABLE, kaggle_synsets, kaggle_val_wnids, real_extra, train_label, val_number
 
 ZIP = "imagenet-object-localization-challenge.zip"
@@ -53,7 +62,7 @@ class ImageNet1kKaggle(Source):
                     self.ignore(ref.path, "not an image file name")
                     continue
                 wnid = parts[1]
-                yield ref.entry("train", ref.stem, f"{wnid}/{parts[2]}", train_label(wnid, parts[2]))
+                yield ref.entry("train", file_key(parts[2]), f"{wnid}/{parts[2]}", train_label(wnid, parts[2]))
             elif parts[0] == "val" and "validation" in splits and len(parts) == 2:
                 number = val_number(parts[1])
                 if number is None:
@@ -62,27 +71,27 @@ class ImageNet1kKaggle(Source):
                 wnid = val_wnids.get(ref.stem)
                 if wnid is None:
                     raise SourceError(f"{ref.stem} has no row in {VAL_CSV}")
-                yield ref.entry("validation", ref.stem, f"{wnid}/{parts[1]}", TABLE.label(wnid),
+                yield ref.entry("validation", file_key(parts[1]), f"{wnid}/{parts[1]}", TABLE.label(wnid),
                                 real_extra(number) if attach_real else None)
 
     def _open(self, containers: Containers) -> tuple[dict[str, str], Iterator[FileRef]]:
         """(top-level text files, file tree) for the zip, or for the unpacked zip."""
         zpath = self.root / ZIP
         if zpath.is_file():
-            with zipfile.ZipFile(zpath) as zf:
+            with open_zip(zpath) as zf:
                 names = zf.namelist()
-                top = {n.rsplit("/", 1)[-1]: zf.read(n).decode() for n in names
+                top = {n.rsplit("/", 1)[-1]: read_zip_member(zf, n).decode() for n in names
                        if n.rsplit("/", 1)[-1] in (MAPPING, VAL_CSV)}
             nested = [n for n in names if n.endswith(NESTED_SUFFIX)]
-            tree = (spool_zip_member(zpath, nested[0], containers, self.spool_dir) if nested
+            tree = (spool_zip_member(self, zpath, nested[0], containers) if nested
                     else walk_zip(zpath, containers))
         else:
             top = {n: (self.root / n).read_text() for n in (MAPPING, VAL_CSV) if (self.root / n).exists()}
             nested_files = sorted(self.root.glob("*" + NESTED_SUFFIX))
             if (self.root / "ILSVRC").is_dir():
-                tree = walk_dir(self.root, containers)
+                tree = walk_dir(self.root, containers, self, where="")
             elif nested_files:
-                tree = walk_tar(nested_files[0], containers, self.spool_dir)
+                tree = walk_tar(self, nested_files[0], containers)
             else:
                 raise SourceError(f"{self.root} has {MAPPING} but neither ILSVRC/ nor a *{NESTED_SUFFIX}")
         for needed in (MAPPING, VAL_CSV):

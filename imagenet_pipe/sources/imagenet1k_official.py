@@ -7,7 +7,7 @@ from pathlib import Path
 
 from ..archive import Containers, iter_tar
 from ..catalog import Entry
-from .base import Source, SourceError, is_image_name, iter_class_tars
+from .base import Source, SourceError, file_key, is_image_name, iter_class_tars
 from .imagenet1k_labels import devkit_val_label, read_devkit, real_extra, train_label, val_number
 
 TRAIN_TAR = "ILSVRC2012_img_train.tar"
@@ -41,7 +41,7 @@ class ImageNet1kOfficial(Source):
                 if not is_image_name(name):
                     self.ignore(f"{where}/{inner.name}", "not an image file name")
                     continue
-                yield Entry("train", name.split(".", 1)[0], f"{wnid}/{name}", train_label(wnid, name),
+                yield Entry("train", file_key(name), f"{wnid}/{name}", train_label(wnid, name),
                             cid, inner.offset, inner.size)
 
     def _validation(self, containers: Containers) -> Iterator[Entry]:
@@ -52,12 +52,12 @@ class ImageNet1kOfficial(Source):
         attach_real = self.options.get("real_labels", True)
         cid, readable = containers.open_tar(path, self.spool_dir)
         with open(readable, "rb") as f:
-            for m in iter_tar(f):
+            for m in iter_tar(f, VAL_TAR, log=self):
                 name = m.name.rsplit("/", 1)[-1]
                 number = val_number(name)
                 if number is None:
                     self.ignore(f"{VAL_TAR}/{m.name}", "not an ILSVRC2012_val_XXXXXXXX.JPEG name")
                     continue
                 wnid, label = devkit_val_label(number, gt, id_to_wnid)
-                yield Entry("validation", name.split(".", 1)[0], f"{wnid}/{name}", label, cid, m.offset,
+                yield Entry("validation", file_key(name), f"{wnid}/{name}", label, cid, m.offset,
                             m.size, extra=real_extra(number) if attach_real else None)

@@ -58,7 +58,7 @@ class ImageNet21kP(ImageNet21kSource):
         if self.class_list is None:
             self._use(self._auto_class_list(path, containers))
         ignored: Counter[tuple[str, str]] = Counter()  # (subdir, wnid) -> files, for classes not in the list
-        for ref in walk(self.root, containers, self.spool_dir, path):
+        for ref in walk(self, containers, path):
             parsed = _parse(ref)
             if parsed is None:
                 self.ignore(f"{path.name}/{ref.path}", f"not in {{{TRAIN},{VAL},{SMALL}}}/<wnid>/")
@@ -82,7 +82,7 @@ class ImageNet21kP(ImageNet21kSource):
         if path.is_dir():
             found = {d for sub in (TRAIN, VAL) if (path / sub).is_dir() for d in os.listdir(path / sub)}
         else:  # one extra pass over the archive's headers (the spool is reused by the real pass)
-            found = {p[1] for ref in walk(self.root, containers, self.spool_dir, path)
+            found = {p[1] for ref in walk(self, containers, path)
                      if (p := _parse(ref)) is not None and p[0] != SMALL}
         found = {w for w in found if WNID.match(w)}
         for name in P_LISTS:

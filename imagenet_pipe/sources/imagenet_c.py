@@ -98,10 +98,10 @@ class ImageNetC(Source):
             plan.append((archive, needed))
         for archive, folders in plan:
             if not folders:
-                for ref in walk(self.root, containers, self.spool_dir, self.root / archive):
+                for ref in walk(self, containers, self.root / archive):
                     yield ref, f"{archive}/{ref.path}"
             for corruption in folders:
-                for ref in walk_dir(self.root / corruption, containers):
+                for ref in walk_dir(self.root / corruption, containers, self):
                     ref = FileRef(f"{corruption}/{ref.path}", ref.cid, ref.offset, ref.size, ref.member)
                     yield ref, ref.path
 

@@ -60,7 +60,7 @@ class WnidSubsetSource(Source):
         if path is None:
             raise SourceError(f"{self.root} has neither {self.archive} nor {self.top}/")
         by_class: dict[str, list[tuple[str, FileRef]]] = {}
-        for ref in walk(self.root, containers, self.spool_dir, path):
+        for ref in walk(self, containers, path):
             where = f"{path.name}/{ref.path}"
             found = class_file(ref.path, self.top)
             if found is None and ref.name == README:

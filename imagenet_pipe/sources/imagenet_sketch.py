@@ -36,7 +36,7 @@ class ImageNetSketch(Source):
         path = next((p for p in (self.root / ZIP, self.root / TOP) if p.exists()), None)
         if path is None:
             raise SourceError(f"{self.root} has neither {ZIP} nor {TOP}/")
-        for ref in walk(self.root, containers, self.spool_dir, path):
+        for ref in walk(self, containers, path):
             found = class_file(ref.path, TOP)
             where = f"{path.name}/{ref.path}"
             if found is None or not WNID.match(found[0]) or not is_image_name(found[1]):

@@ -60,7 +60,7 @@ class ImageNetV2(Source):
                                   f"convert only the sets you have: --splits {','.join(have) or '<set>'}")
         for split, path in paths.items():
             top = VARIANTS[split][1]
-            for ref in walk(self.root, containers, self.spool_dir, path):
+            for ref in walk(self, containers, path):
                 found = class_file(ref.path, top)
                 where = f"{path.name}/{ref.path}"
                 if found is None or not is_image_name(found[1]):
