@@ -96,6 +96,9 @@ class StringColumn:
         self.blob, self.starts, self.lengths = blob, starts, lengths
         self._text = memoryview(blob)
 
+    def __reduce__(self) -> tuple:  # picklable (spawned or remote workers), the memoryview rebuilt
+        return StringColumn, (self.blob, self.starts, self.lengths)
+
     @classmethod
     def from_ends(cls, blob: np.ndarray, ends: np.ndarray) -> StringColumn:
         """Strings stored back to back (the catalog's first on-disk layout)."""

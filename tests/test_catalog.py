@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import pickle
 import random
 
 import numpy as np
@@ -70,7 +71,7 @@ def entries() -> list[Entry]:
     return random_entries(0, _ROWS + 4_000)  # more rows than one chunk of the vectorised passes
 
 
-def test_sorted_like_python_with_every_column_kept_through_save_and_load(entries, tmp_path):
+def test_sorted_like_python_with_every_column_kept_through_save_load_and_pickle(entries, tmp_path):
     catalog = Catalog.build(iter(entries), Containers(), SPLITS)
     expected = expected_rows(entries)
     assert catalog_rows(catalog) == expected
@@ -80,6 +81,7 @@ def test_sorted_like_python_with_every_column_kept_through_save_and_load(entries
     assert loaded.splits == SPLITS
     assert catalog_rows(loaded) == expected
     assert loaded.fingerprint() == catalog.fingerprint() == content_digest(expected)
+    assert catalog_rows(pickle.loads(pickle.dumps(catalog))) == expected  # for spawned or remote workers
 
 
 def test_fingerprint_is_a_digest_of_the_content_not_of_the_arrival_order(entries):
