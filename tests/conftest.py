@@ -45,3 +45,41 @@ def shards1k(tmp_path_factory, raw1k) -> Path:
     out = tmp_path_factory.mktemp("shards1k")
     convert("imagenet1k", raw1k("official"), out, workers=2, shard_size=8, progress=False, log=quiet)
     return out
+
+
+# --- object storage: a real SeaweedFS S3 server --------------------------------------------------
+
+@pytest.fixture(scope="session")
+def s3server(tmp_path_factory):
+    """One SeaweedFS server for the session (skipped, with the reason, only where `weed` cannot run)."""
+    from .s3server import SeaweedServer, find_weed, weed_unusable
+
+    weed = find_weed()
+    reason = weed_unusable(weed)
+    if reason:
+        pytest.skip(reason)
+    server = SeaweedServer(weed, tmp_path_factory.mktemp("seaweedfs"))
+    server.start()
+    yield server
+    server.stop()
+
+
+@pytest.fixture
+def s3env(s3server, monkeypatch):
+    """The standard AWS environment pointing at the session's server (inherited by subprocesses)."""
+    for name, value in s3server.env().items():
+        monkeypatch.setenv(name, value)
+    monkeypatch.delenv("AWS_PROFILE", raising=False)
+    return s3server
+
+
+@pytest.fixture
+def bucket(s3env) -> str:
+    """A new empty bucket for one test: ``s3://<name>``."""
+    import uuid
+
+    from imagenet_pipe.storage.client import S3Client
+
+    name = f"test-{uuid.uuid4().hex[:12]}"
+    S3Client().make_bucket(name)
+    return f"s3://{name}"
