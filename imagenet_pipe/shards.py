@@ -16,6 +16,7 @@ import tarfile
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Protocol
 
 SAFE_KEY = re.compile(r"^[A-Za-z0-9_-]{1,90}$")
 IDX_VERSION = "v1.2"
@@ -45,6 +46,16 @@ class ShardRecord:
     samples: int
     bytes: int
     sha256: str
+
+
+class ShardSink(Protocol):
+    """Where finished shards go instead of staying in the output folder (e.g. a bucket)."""
+
+    def has(self, record: ShardRecord) -> bool:
+        """True when the shard is already stored there, complete (same size and sha256)."""
+
+    def put(self, record: ShardRecord, path: Path) -> None:
+        """Store the shard just written at ``path`` (its ``.idx`` stays), then delete ``path``."""
 
 
 class ShardWriter:

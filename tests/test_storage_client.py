@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import hashlib
 import os
+import re
 
 import pytest
 
@@ -30,7 +31,7 @@ def test_urls():
     assert str(S3Url.parse("s3://bkt") / "x") == "s3://bkt/x"
     assert is_s3_url("s3://b/x") and not is_s3_url("shards/x")
     for bad in ("http://b/x", "s3://B/x", "s3://ab/x", "s3://bkt/a//b", "s3://bkt/a/../b"):
-        with pytest.raises(StorageError, match="s3://|URL"):
+        with pytest.raises(StorageError, match=re.escape(bad)):
             S3Url.parse(bad)
 
 
@@ -76,7 +77,8 @@ def test_multipart_upload_and_verified_download(bucket, tmp_path):
 def test_errors_name_the_url(bucket, tmp_path, monkeypatch):
     client = S3Client()
     url = S3Url.parse(bucket)
-    with pytest.raises(BucketNotFoundError, match="s3://no-such-bucket-here/x.tar: bucket 'no-such-bucket-here'"):
+    missing = "s3://no-such-bucket-here/x.tar: bucket 'no-such-bucket-here' does not exist"
+    with pytest.raises(BucketNotFoundError, match=re.escape(missing)):
         client.head("s3://no-such-bucket-here/x.tar")
     with pytest.raises(BucketNotFoundError, match="does not exist"):
         client.get("s3://no-such-bucket-here/x.tar")
