@@ -82,7 +82,8 @@ class SeaweedServer:
         flags = [f"-{name}={port}" for name, port in self.ports.items()]
         cmd = [self.weed, "server", f"-dir={self.dir / 'data'}", "-ip=127.0.0.1", "-ip.bind=127.0.0.1", "-s3",
                f"-s3.config={self.config}", "-s3.port.iceberg=0", "-s3.port.lance=0", "-metricsPort=0",
-               "-volume.max=100", "-master.volumeSizeLimitMB=256", *flags]
+               "-volume.max=100", "-master.volumeSizeLimitMB=256",
+               "-master.peers=none", *flags]  # single master: no raft election wait at (re)start
         log = open(self.dir / f"weed-{self.starts}.log", "wb")
         self.proc = subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
                                      start_new_session=True)
@@ -97,10 +98,10 @@ class SeaweedServer:
         quick = Config(connect_timeout=1, read_timeout=5, retries={"total_max_attempts": 1})
         s3 = boto3.session.Session().client("s3", endpoint_url=self.endpoint, aws_access_key_id=ACCESS_KEY,
                                             aws_secret_access_key=SECRET_KEY, region_name="us-east-1", config=quick)
-        deadline = time.monotonic() + timeout
+        deadline, proc = time.monotonic() + timeout, self.proc
         while True:
-            if self.proc.poll() is not None:
-                raise RuntimeError(f"weed server exited with {self.proc.returncode}:\n{self.log_tail()}")
+            if proc.poll() is not None:
+                raise RuntimeError(f"weed server exited with {proc.returncode}:\n{self.log_tail()}")
             with contextlib.suppress(Exception):  # exists already after a restart
                 s3.create_bucket(Bucket="readiness")
             try:
