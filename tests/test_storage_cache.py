@@ -5,6 +5,7 @@ prefetch, a temporary per-process cache, and two processes sharing one cache fol
 from __future__ import annotations
 
 import json
+import multiprocessing
 import subprocess
 import sys
 import textwrap
@@ -155,6 +156,20 @@ def test_without_cache_dir_a_temporary_limited_cache(remote1k, shards1k):
     path = cache.path(name)
     assert path.read_bytes() == (shards1k / name).read_bytes()
     cache.release(name)
+
+    errors = multiprocessing.get_context("fork").SimpleQueue()
+
+    def in_forked_child() -> None:
+        try:
+            cache.path(name)
+            errors.put("no error")
+        except StorageError as e:
+            errors.put(str(e))
+
+    child = multiprocessing.get_context("fork").Process(target=in_forked_child)
+    child.start()
+    child.join(60)
+    assert "cannot be used in a forked process; open one per process" in errors.get()
     cache.close()
     assert not cache.cache_dir.exists()
 

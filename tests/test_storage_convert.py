@@ -13,7 +13,7 @@ import pytest
 
 from imagenet_pipe.cli import main as cli_main
 from imagenet_pipe.convert import convert
-from imagenet_pipe.storage import IntegrityError, S3Client, S3Url, sync
+from imagenet_pipe.storage import IntegrityError, S3Client, S3Url, StorageError, sync
 
 from .conftest import quiet
 from .test_resume_verify import _kill_when
@@ -73,6 +73,10 @@ def test_verify_s3_reports_damage_and_sync_refuses_it(bucket, shards1k, tmp_path
     err = capsys.readouterr().err
     assert "imagenet1k-train-1.tar: sha256" in err and "imagenet1k-train-3.tar: missing" in err
 
+    with pytest.raises(StorageError, match=f"{url}: 1 shard.* missing, e.g. imagenet1k-train-3.tar; nothing copied"):
+        sync(url, tmp_path / "local", progress=False)
+    assert not (tmp_path / "local").exists()
+    client.upload(shards1k / "imagenet1k-train-3.tar", base / "imagenet1k-train-3.tar")
     with pytest.raises(IntegrityError, match=f"{url}/imagenet1k-train-1.tar: .* sha256"):
         sync(url, tmp_path / "local", progress=False)
     assert not (tmp_path / "local" / "manifest.json").exists()  # an incomplete copy never has a manifest
@@ -82,6 +86,9 @@ def test_verify_s3_reports_damage_and_sync_refuses_it(bucket, shards1k, tmp_path
     for name, blob in files(shards1k).items():
         (damaged / name).write_bytes(bytes(data) if name == "imagenet1k-train-1.tar" else blob)
     with pytest.raises(IntegrityError, match=f"{damaged / 'imagenet1k-train-1.tar'}: sha256 .* not uploaded"):
+        sync(damaged, f"{bucket}/other", progress=False)
+    (damaged / "imagenet1k-train-1.tar").unlink()
+    with pytest.raises(StorageError, match=f"{damaged}: 1 shard.* missing, e.g. imagenet1k-train-1.tar"):
         sync(damaged, f"{bucket}/other", progress=False)
 
 

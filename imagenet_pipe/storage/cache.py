@@ -71,6 +71,7 @@ class ShardCache:
         self._pins: dict[str, tuple[int, int]] = {}  # name -> (count, fd holding the shared lock)
         self._pending: dict[str, Future] = {}
         self._pool = ThreadPoolExecutor(threads, thread_name_prefix="imagenet-pipe-prefetch")
+        self._pid = os.getpid()
 
     @property
     def root(self) -> Path:
@@ -152,6 +153,9 @@ class ShardCache:
 
     # --- internals -----------------------------------------------------------------------------
     def _record(self, name: str) -> ShardRecord:
+        if os.getpid() != self._pid:  # the prefetch threads and pinning locks stayed in the parent
+            raise StorageError(f"{self.dataset.url}: a ShardCache cannot be used in a forked process; open one "
+                               "per process on the same cache_dir")
         try:
             return self.dataset.shards[name]
         except KeyError:

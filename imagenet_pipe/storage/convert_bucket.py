@@ -20,7 +20,7 @@ from typing import Any
 from ..convert import MANIFEST, ConvertError, convert, resolve_options
 from ..shards import ShardRecord, idx_name
 from .client import S3Client
-from .errors import BucketNotFoundError, NotFoundError
+from .errors import BucketNotFoundError, NotFoundError, StorageError
 from .folders import upload_folder
 from .remote import dataset_dir, read_manifest
 from .url import S3Url
@@ -67,9 +67,14 @@ def convert_to_bucket(dataset: str, source: Path | str, url: S3Url | str, *, sta
         client.delete(url / MANIFEST)  # the bucket stops claiming a finished conversion at once
     staging = Path(staging) if staging else default_staging(url)
     log(f"staging in {staging}; shards go to {url} as they are written")
-    manifest = convert(dataset, source, staging, overwrite=overwrite, progress=progress, log=log,
-                       sink=BucketSink(client, url), **options)
-    upload_folder(staging, url, progress=False, client=client)  # indexes, then the manifest
+    sink = BucketSink(client, url)
+    manifest = convert(dataset, source, staging, overwrite=overwrite, progress=progress, log=log, sink=sink,
+                       **options)
+    absent = [s["name"] for s in manifest["shards"] if not sink.has(ShardRecord(**s))]
+    if absent:  # cannot happen unless the bucket lost objects meanwhile; never upload a manifest then
+        raise StorageError(f"{url}: {len(absent)} shard(s) vanished from the bucket during the upload, e.g. "
+                           f"{absent[0]}; rerun the command")
+    upload_folder(staging, url, progress=False, client=client, shards_here=False)  # indexes, then the manifest
     if previous is not None:
         _delete_stale(client, url, previous, manifest)
     shutil.rmtree(staging)

@@ -53,13 +53,17 @@ def manifest_last(names: list[str]) -> list[list[str]]:
 
 
 def upload_folder(src: Path, url: S3Url, *, threads: int = DEFAULT_THREADS, progress: bool = True,
-                  client: S3Client | None = None) -> SyncReport:
+                  client: S3Client | None = None, shards_here: bool = True) -> SyncReport:
+    """``shards_here=False``: the manifest's shards are not in ``src`` (the caller has put them in
+    the bucket already); otherwise a shard missing in ``src`` is an error."""
     client = client or S3Client()
     if not src.is_dir():
         raise StorageError(f"{src}: not a folder")
     client.check_bucket(url)
     names = sorted(str(p.relative_to(src)) for p in src.rglob("*") if p.is_file() and _is_payload(p.relative_to(src)))
     expected = _manifest_checksums(src / MANIFEST) if (src / MANIFEST).exists() else {}
+    if shards_here:
+        _require_shards(expected, names, str(src))
     sizes = {n: (src / n).stat().st_size for n in names}
 
     def one(name: str, advance: Callable[[int], None]) -> bool:
@@ -87,6 +91,7 @@ def download_folder(url: S3Url, dst: Path, *, threads: int = DEFAULT_THREADS, pr
         client.check_bucket(url)
         raise StorageError(f"{url}: no objects under this prefix")
     expected = _manifest_checksums_remote(client, url) if MANIFEST in objects else {}
+    _require_shards(expected, names, str(url))
     sizes = {n: objects[n].size for n in names}
 
     def one(name: str, advance: Callable[[int], None]) -> bool:
@@ -122,6 +127,14 @@ def _run(names: list[str], sizes: dict[str, int], one: Callable[[str, Callable[[
 def _is_payload(relative: Path) -> bool:
     """Not the converter's work folder, not a temporary file."""
     return WORK_DIR not in relative.parts and ".partial" not in relative.name
+
+
+def _require_shards(expected: dict[str, str], names: list[str], where: str) -> None:
+    """A manifest whose shards are not all there would make an incomplete copy look finished."""
+    missing = sorted(set(expected) - set(names))
+    if missing:
+        raise StorageError(f"{where}: {len(missing)} shard(s) listed in {MANIFEST} are missing, e.g. {missing[0]}; "
+                           "nothing copied (finish the conversion, or see imagenet-pipe verify)")
 
 
 def _manifest_checksums(path: Path) -> dict[str, str]:
