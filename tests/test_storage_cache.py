@@ -130,6 +130,35 @@ def test_a_shard_in_use_is_never_evicted(remote1k, tmp_path):
     cache.close()
 
 
+HOLDER = textwrap.dedent("""
+    import sys
+    from imagenet_pipe.storage import ShardCache
+    url, cache_dir, name = sys.argv[1:4]
+    cache = ShardCache(url, cache_dir)
+    cache.path(name)
+    print("pinned", flush=True)
+    sys.stdin.readline()  # hold the shard until told
+    cache.release(name)
+    cache.close()
+""")
+
+
+def test_a_shard_in_use_by_another_process_is_never_evicted(remote1k, tmp_path):
+    cache = ShardCache(remote1k, tmp_path / "cache", cache_limit=200_000)
+    names = sorted(cache.dataset.shards)
+    holder = subprocess.Popen([sys.executable, "-c", HOLDER, remote1k, str(tmp_path / "cache"), names[0]],
+                              stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
+    try:
+        assert holder.stdout.readline().strip() == "pinned"
+        use(cache, *names[1:])
+        assert names[0] in cache.cached()  # the other process still reads it
+    finally:
+        holder.communicate("done\n", timeout=60)
+    use(cache, *names[1:3])
+    assert names[0] not in cache.cached()
+    cache.close()
+
+
 def test_prefetch_and_its_errors(remote1k, shards1k, tmp_path):
     client, base = S3Client(), S3Url.parse(remote1k)
     client.delete(base / "imagenet1k-train-4.tar")

@@ -52,8 +52,10 @@ def test_convert_into_a_bucket_then_verify_and_sync_both_ways(bucket, raw1k, sha
     assert again.copied == [] and sorted(again.skipped) == sorted(reference)
 
     (local / "imagenet1k-train-2.tar").unlink()  # a missing file is copied again, nothing else
+    (local / "notes.txt").write_text("mine")  # and nothing at the destination is deleted
     assert sync(url, local, progress=False).copied == ["imagenet1k-train-2.tar"]
-    assert files(local) == reference
+    assert files(local) == {**reference, "notes.txt": b"mine"}
+    (local / "notes.txt").unlink()
 
     copy = f"{bucket}/copy"
     assert sorted(sync(local, copy, progress=False).copied) == sorted(reference)
