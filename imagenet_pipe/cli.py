@@ -30,6 +30,8 @@ def cmd_convert(args: argparse.Namespace) -> int:
 
     out = args.out or Path("shards") / args.dataset
     hygiene = HygienePolicy(quality=args.quality, max_side=args.max_side, check=args.check, exif=args.exif)
+    if args.staging and not is_s3_url(out):
+        raise ValueError("--staging applies to --out s3://... only")
     run, target = convert, {"out": out}
     if is_s3_url(out):  # staged locally, each shard uploaded as it is written
         from .storage import convert_to_bucket
@@ -107,8 +109,8 @@ def build_parser() -> argparse.ArgumentParser:
                    "imagenet-sketch (see `imagenet-pipe datasets`)")
     c.add_argument("source", type=Path, help="folder holding the download as you got it (archives are not extracted)")
     c.add_argument("--out", help="output folder, or s3://bucket/prefix (default: shards/<dataset>)")
-    c.add_argument("--staging", help="with --out s3://...: local folder for the converter's state and the shard "
-                   "being uploaded (default: ~/.cache/imagenet-pipe/staging/...)")
+    c.add_argument("--staging", help="with --out s3://...: local folder for the converter's state and the shards "
+                   "not yet uploaded, in a subfolder per URL (default: ~/.cache/imagenet-pipe/staging)")
     c.add_argument("--splits", type=csv_list, help="comma-separated splits (default: all the dataset has)")
     c.add_argument("--workers", type=int, default=os.cpu_count(), help="processes (output is identical for any value)")
     c.add_argument("--seed", type=int, default=0, help="shuffle seed")

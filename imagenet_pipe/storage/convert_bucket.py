@@ -42,17 +42,18 @@ class BucketSink:
         path.unlink()
 
 
-def default_staging(url: S3Url) -> Path:
-    """``$XDG_CACHE_HOME/imagenet-pipe/staging/<bucket%2Fprefix>``: the same folder on a rerun."""
-    cache = Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache")
-    return dataset_dir(cache / "imagenet-pipe" / "staging", url)
+def default_staging() -> Path:
+    """``$XDG_CACHE_HOME/imagenet-pipe/staging`` (``~/.cache/...``)."""
+    return Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache") / "imagenet-pipe" / "staging"
 
 
 def convert_to_bucket(dataset: str, source: Path | str, url: S3Url | str, *, staging: Path | str | None = None,
                       overwrite: bool = False, progress: bool = True, log: Callable[[str], None] | None = None,
                       client: S3Client | None = None, **options: Any) -> dict[str, Any]:
     """:func:`~imagenet_pipe.convert.convert` into ``s3://bucket/prefix``; returns the manifest.
-    ``options``: those of ``convert`` (workers, splits, seed, shard_size, ...)."""
+    The conversion is staged in ``<staging>/<bucket%2Fprefix>`` (the same folder on a rerun; only
+    that subfolder is removed at the end). ``options``: those of ``convert`` (workers, splits,
+    seed, shard_size, ...)."""
     url, client = S3Url.parse(url), client or S3Client()
     log = log or (lambda msg: print(msg, file=sys.stderr))
     client.check_bucket(url)
@@ -65,7 +66,7 @@ def convert_to_bucket(dataset: str, source: Path | str, url: S3Url | str, *, sta
         if not overwrite:
             raise ConvertError(f"{url} holds a different conversion ({MANIFEST}); pass --overwrite to replace it")
         client.delete(url / MANIFEST)  # the bucket stops claiming a finished conversion at once
-    staging = Path(staging) if staging else default_staging(url)
+    staging = dataset_dir(Path(staging) if staging else default_staging(), url)
     log(f"staging in {staging}; shards go to {url} as they are written")
     sink = BucketSink(client, url)
     manifest = convert(dataset, source, staging, overwrite=overwrite, progress=progress, log=log, sink=sink,
