@@ -63,6 +63,16 @@ def test_convert_into_a_bucket_then_verify_and_sync_both_ways(bucket, raw1k, sha
     assert sync(local, copy, progress=False).copied == []
 
 
+def test_a_different_conversion_needs_overwrite_which_leaves_no_stale_shard(bucket, raw1k, shards1k, tmp_path,
+                                                                          capsys):
+    url, staging = f"{bucket}/imagenet1k", tmp_path / "staging"
+    assert cli_main(convert_cli(raw1k("official"), url, staging, shard_size=5)) == 0  # 13 shards
+    assert cli_main(convert_cli(raw1k("official"), url, staging, shard_size=8)) == 2
+    assert f"{url} holds a different conversion" in capsys.readouterr().err
+    assert cli_main([*convert_cli(raw1k("official"), url, staging, shard_size=8), "--overwrite"]) == 0
+    assert objects(url) == files(shards1k)  # 8 shards; the other 5 and their .idx are gone
+
+
 def test_verify_s3_reports_damage_and_sync_refuses_it(bucket, shards1k, tmp_path, capsys):
     url = f"{bucket}/damaged"
     sync(shards1k, url, progress=False)
@@ -101,6 +111,8 @@ def test_errors_name_the_bucket(s3env, raw1k, tmp_path, capsys, monkeypatch):
     assert cli_main(convert_cli(raw1k("official"), "s3://no-such-bucket-x/p", tmp_path / "st")) == 2
     assert "bucket 'no-such-bucket-x' does not exist" in capsys.readouterr().err
     assert not (tmp_path / "st").exists()  # refused before any work
+    assert cli_main([*convert_cli(raw1k("official"), str(tmp_path / "local"), tmp_path / "st")]) == 2
+    assert "--staging applies to --out s3://... only" in capsys.readouterr().err
     assert cli_main(["sync", str(tmp_path), str(tmp_path / "x")]) == 2
     assert "one side must be a local folder and the other an s3:// URL" in capsys.readouterr().err
     monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", "wrong")
