@@ -52,24 +52,18 @@ def shards1k(tmp_path_factory, raw1k) -> Path:
 @pytest.fixture(scope="session")
 def s3server(tmp_path_factory):
     """One SeaweedFS server for the session (skipped, with the reason, only where `weed` cannot run)."""
-    from .s3server import SeaweedServer, find_weed, weed_unusable
+    from .s3server import running_server
 
-    weed = find_weed()
-    reason = weed_unusable(weed)
-    if reason:
-        pytest.skip(reason)
-    server = SeaweedServer(weed, tmp_path_factory.mktemp("seaweedfs"))
-    server.start()
-    yield server
-    server.stop()
+    with running_server(tmp_path_factory.mktemp("seaweedfs")) as server:
+        yield server
 
 
 @pytest.fixture
 def s3env(s3server, monkeypatch):
     """The standard AWS environment pointing at the session's server (inherited by subprocesses)."""
-    for name, value in s3server.env().items():
-        monkeypatch.setenv(name, value)
-    monkeypatch.delenv("AWS_PROFILE", raising=False)
+    from .s3server import point_aws_env_at
+
+    point_aws_env_at(s3server, monkeypatch)
     return s3server
 
 

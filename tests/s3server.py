@@ -14,6 +14,7 @@ import subprocess
 import sys
 import sysconfig
 import time
+from collections.abc import Iterator
 from pathlib import Path
 
 ACCESS_KEY, SECRET_KEY = "imagenet-pipe-test", "imagenet-pipe-test-secret"
@@ -124,3 +125,27 @@ class SeaweedServer:
     def log_tail(self, lines: int = 30) -> str:
         logs = sorted(self.dir.glob("weed-*.log"))
         return "\n".join(logs[-1].read_text(errors="replace").splitlines()[-lines:]) if logs else ""
+
+
+@contextlib.contextmanager
+def running_server(workdir: Path) -> Iterator[SeaweedServer]:
+    """A started server for the ``with`` block; pytest skips (with the reason) where ``weed`` cannot run."""
+    import pytest
+
+    weed = find_weed()
+    reason = weed_unusable(weed)
+    if reason:
+        pytest.skip(reason)
+    server = SeaweedServer(weed, workdir)
+    server.start()
+    try:
+        yield server
+    finally:
+        server.stop()
+
+
+def point_aws_env_at(server: SeaweedServer, monkeypatch) -> None:
+    """The standard AWS environment for ``server`` (inherited by subprocesses)."""
+    for name, value in server.env().items():
+        monkeypatch.setenv(name, value)
+    monkeypatch.delenv("AWS_PROFILE", raising=False)

@@ -16,22 +16,15 @@ import pytest
 from imagenet_pipe.cli import main as cli_main
 from imagenet_pipe.storage import S3Client, S3Url, ShardCache, TransferError, sync
 
-from .s3server import SeaweedServer, find_weed, weed_unusable
+from .s3server import point_aws_env_at, running_server
 
 
 @pytest.fixture
 def private_s3(tmp_path_factory, monkeypatch):
     """A server this test may stop; the AWS environment points at it."""
-    weed = find_weed()
-    reason = weed_unusable(weed)
-    if reason:
-        pytest.skip(reason)
-    server = SeaweedServer(weed, tmp_path_factory.mktemp("seaweedfs-private"))
-    server.start()
-    for name, value in server.env().items():
-        monkeypatch.setenv(name, value)
-    yield server
-    server.stop()
+    with running_server(tmp_path_factory.mktemp("seaweedfs-private")) as server:
+        point_aws_env_at(server, monkeypatch)
+        yield server
 
 
 def big_object(tmp_path, client: S3Client, bucket: str):
