@@ -52,9 +52,10 @@ def shards1k(tmp_path_factory, raw1k) -> Path:
 @pytest.fixture(scope="session")
 def s3server(tmp_path_factory):
     """One SeaweedFS server for the session (skipped, with the reason, only where `weed` cannot run)."""
-    from .s3server import running_server
+    from .s3server import SESSION_BUCKET, running_server
 
     with running_server(tmp_path_factory.mktemp("seaweedfs")) as server:
+        server.make_bucket(SESSION_BUCKET)
         yield server
 
 
@@ -68,12 +69,11 @@ def s3env(s3server, monkeypatch):
 
 
 @pytest.fixture
-def bucket(s3env) -> str:
-    """A new empty bucket for one test: ``s3://<name>``."""
+def s3prefix(s3env) -> str:
+    """A fresh, empty ``s3://<the session's bucket>/<unique prefix>`` for one test. One bucket for
+    all: SeaweedFS grows 7 volumes for each new bucket, and a volume server holds a bounded number."""
     import uuid
 
-    from imagenet_pipe.storage.client import S3Client
+    from .s3server import SESSION_BUCKET
 
-    name = f"test-{uuid.uuid4().hex[:12]}"
-    S3Client().make_bucket(name)
-    return f"s3://{name}"
+    return f"s3://{SESSION_BUCKET}/{uuid.uuid4().hex[:12]}"

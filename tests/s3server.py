@@ -18,6 +18,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 ACCESS_KEY, SECRET_KEY = "imagenet-pipe-test", "imagenet-pipe-test-secret"
+SESSION_BUCKET = "tests"
 # every listener weed server opens, so that nothing falls back to a fixed default port
 PORT_FLAGS = ("master.port", "master.port.grpc", "volume.port", "volume.port.grpc", "filer.port",
               "filer.port.grpc", "s3.port", "s3.port.grpc")
@@ -91,14 +92,21 @@ class SeaweedServer:
         log.close()
         self._wait_ready(timeout)
 
-    def _wait_ready(self, timeout: float) -> None:
-        """Ready = a bucket can be created and an object written and read back."""
+    def client(self):
+        """A plain boto3 client with this server's credentials (one attempt per call)."""
         import boto3
         from botocore.config import Config
 
         quick = Config(connect_timeout=1, read_timeout=5, retries={"total_max_attempts": 1})
-        s3 = boto3.session.Session().client("s3", endpoint_url=self.endpoint, aws_access_key_id=ACCESS_KEY,
-                                            aws_secret_access_key=SECRET_KEY, region_name="us-east-1", config=quick)
+        return boto3.session.Session().client("s3", endpoint_url=self.endpoint, aws_access_key_id=ACCESS_KEY,
+                                              aws_secret_access_key=SECRET_KEY, region_name="us-east-1", config=quick)
+
+    def make_bucket(self, name: str) -> None:
+        self.client().create_bucket(Bucket=name)
+
+    def _wait_ready(self, timeout: float) -> None:
+        """Ready = a bucket can be created and an object written and read back."""
+        s3 = self.client()
         deadline, proc = time.monotonic() + timeout, self.proc
         while True:
             if proc.poll() is not None:

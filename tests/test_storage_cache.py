@@ -27,9 +27,9 @@ from imagenet_pipe.storage import (
 
 
 @pytest.fixture
-def remote1k(bucket, shards1k) -> str:
-    """The session's fake shards, uploaded to a fresh bucket."""
-    url = f"{bucket}/imagenet1k"
+def remote1k(s3prefix, shards1k) -> str:
+    """The session's fake shards, uploaded under a fresh prefix."""
+    url = f"{s3prefix}/imagenet1k"
     sync(shards1k, url, progress=False)
     return url
 

@@ -44,9 +44,9 @@ def test_sizes():
         parse_size("50 parsecs")
 
 
-def test_put_get_head_list_delete(bucket):
+def test_put_get_head_list_delete(s3prefix):
     client = S3Client()
-    url = S3Url.parse(bucket) / "p"
+    url = S3Url.parse(s3prefix) / "p"
     data = os.urandom(100_000)
     client.put(url / "a.bin", data)
     client.put(url / "sub/b.bin", b"b")
@@ -61,11 +61,11 @@ def test_put_get_head_list_delete(bucket):
     assert [o.url.name for o in client.list(url)] == ["b.bin"]
 
 
-def test_multipart_upload_and_verified_download(bucket, tmp_path):
+def test_multipart_upload_and_verified_download(s3prefix, tmp_path):
     client = S3Client(multipart_threshold=5 << 20, multipart_chunksize=5 << 20)  # S3's smallest part
     src = tmp_path / "big.bin"
     src.write_bytes(os.urandom(12 << 20))
-    url = S3Url.parse(bucket) / "big.bin"
+    url = S3Url.parse(s3prefix) / "big.bin"
     info = client.upload(src, url)
     assert info.etag.strip('"').endswith("-3")  # three parts: the object appeared once, complete
     assert info.sha256 == hashlib.sha256(src.read_bytes()).hexdigest()
@@ -74,9 +74,9 @@ def test_multipart_upload_and_verified_download(bucket, tmp_path):
     assert dest.read_bytes() == src.read_bytes() and got.sha256 == info.sha256
 
 
-def test_errors_name_the_url(bucket, tmp_path, monkeypatch):
+def test_errors_name_the_url(s3prefix, tmp_path, monkeypatch):
     client = S3Client()
-    url = S3Url.parse(bucket)
+    url = S3Url.parse(s3prefix)
     missing = "s3://no-such-bucket-here/x.tar: bucket 'no-such-bucket-here' does not exist"
     with pytest.raises(BucketNotFoundError, match=re.escape(missing)):
         client.head("s3://no-such-bucket-here/x.tar")

@@ -1,4 +1,4 @@
-"""Convert into a bucket, verify s3://, sync both ways, resume a killed upload: against a real
+"""Convert into a s3prefix, verify s3://, sync both ways, resume a killed upload: against a real
 SeaweedFS server, the bucket compared byte for byte with a local conversion of the same input."""
 
 from __future__ import annotations
@@ -33,8 +33,8 @@ def convert_cli(raw: Path, out: str, staging: Path, shard_size: int = 8) -> list
             str(shard_size), "--workers", "2", "--quiet"]
 
 
-def test_convert_into_a_bucket_then_verify_and_sync_both_ways(bucket, raw1k, shards1k, tmp_path, capsys):
-    url, staging = f"{bucket}/imagenet1k", tmp_path / "staging"
+def test_convert_into_a_bucket_then_verify_and_sync_both_ways(s3prefix, raw1k, shards1k, tmp_path, capsys):
+    url, staging = f"{s3prefix}/imagenet1k", tmp_path / "staging"
     assert cli_main(convert_cli(raw1k("official"), url, staging)) == 0
     assert list(staging.iterdir()) == []  # its subfolder for this URL is gone
     reference = files(shards1k)  # the same conversion into a local folder
@@ -57,15 +57,15 @@ def test_convert_into_a_bucket_then_verify_and_sync_both_ways(bucket, raw1k, sha
     assert files(local) == {**reference, "notes.txt": b"mine"}
     (local / "notes.txt").unlink()
 
-    copy = f"{bucket}/copy"
+    copy = f"{s3prefix}/copy"
     assert sorted(sync(local, copy, progress=False).copied) == sorted(reference)
     assert objects(copy) == reference
     assert sync(local, copy, progress=False).copied == []
 
 
-def test_a_different_conversion_needs_overwrite_which_leaves_no_stale_shard(bucket, raw1k, shards1k, tmp_path,
+def test_a_different_conversion_needs_overwrite_which_leaves_no_stale_shard(s3prefix, raw1k, shards1k, tmp_path,
                                                                           capsys):
-    url, staging = f"{bucket}/imagenet1k", tmp_path / "staging"
+    url, staging = f"{s3prefix}/imagenet1k", tmp_path / "staging"
     assert cli_main(convert_cli(raw1k("official"), url, staging, shard_size=5)) == 0  # 13 shards
     assert cli_main(convert_cli(raw1k("official"), url, staging, shard_size=8)) == 2
     assert f"{url} holds a different conversion" in capsys.readouterr().err
@@ -73,8 +73,8 @@ def test_a_different_conversion_needs_overwrite_which_leaves_no_stale_shard(buck
     assert objects(url) == files(shards1k)  # 8 shards; the other 5 and their .idx are gone
 
 
-def test_verify_s3_reports_damage_and_sync_refuses_it(bucket, shards1k, tmp_path, capsys):
-    url = f"{bucket}/damaged"
+def test_verify_s3_reports_damage_and_sync_refuses_it(s3prefix, shards1k, tmp_path, capsys):
+    url = f"{s3prefix}/damaged"
     sync(shards1k, url, progress=False)
     client, base = S3Client(), S3Url.parse(url)
     data = bytearray((shards1k / "imagenet1k-train-1.tar").read_bytes())
@@ -98,13 +98,13 @@ def test_verify_s3_reports_damage_and_sync_refuses_it(bucket, shards1k, tmp_path
     for name, blob in files(shards1k).items():
         (damaged / name).write_bytes(bytes(data) if name == "imagenet1k-train-1.tar" else blob)
     with pytest.raises(IntegrityError, match=f"{damaged / 'imagenet1k-train-1.tar'}: sha256 .* not uploaded"):
-        sync(damaged, f"{bucket}/other", progress=False)
+        sync(damaged, f"{s3prefix}/other", progress=False)
     (damaged / "imagenet1k-train-1.tar").unlink()
     with pytest.raises(StorageError, match=f"{damaged}: 1 shard.* missing, e.g. imagenet1k-train-1.tar"):
-        sync(damaged, f"{bucket}/other", progress=False)
+        sync(damaged, f"{s3prefix}/other", progress=False)
 
 
-def test_errors_name_the_bucket(s3env, raw1k, tmp_path, capsys, monkeypatch):
+def test_errors_name_the_bucket(s3prefix, raw1k, tmp_path, capsys, monkeypatch):
     assert cli_main(["verify", "s3://no-such-bucket-x/imagenet1k", "--quiet"]) == 2
     assert "s3://no-such-bucket-x/imagenet1k/manifest.json: bucket 'no-such-bucket-x' does not exist" in \
         capsys.readouterr().err
@@ -116,16 +116,16 @@ def test_errors_name_the_bucket(s3env, raw1k, tmp_path, capsys, monkeypatch):
     assert cli_main(["sync", str(tmp_path), str(tmp_path / "x")]) == 2
     assert "one side must be a local folder and the other an s3:// URL" in capsys.readouterr().err
     monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", "wrong")
-    assert cli_main(["sync", "s3://readiness/p", str(tmp_path / "y"), "--quiet"]) == 2
-    assert "s3://readiness/p: access denied (SignatureDoesNotMatch)" in capsys.readouterr().err
+    assert cli_main(["sync", s3prefix, str(tmp_path / "y"), "--quiet"]) == 2
+    assert f"{s3prefix}: access denied (SignatureDoesNotMatch)" in capsys.readouterr().err
 
 
 @pytest.mark.slow
-def test_kill_9_mid_upload_and_resume(bucket, raw1k, tmp_path):
+def test_kill_9_mid_upload_and_resume(s3prefix, raw1k, tmp_path):
     src = raw1k("official")
     reference = tmp_path / "reference"
     convert("imagenet1k", src, reference, workers=2, shard_size=5, progress=False, log=quiet)
-    url, staging = f"{bucket}/resume", tmp_path / "staging"
+    url, staging = f"{s3prefix}/resume", tmp_path / "staging"
     client, base = S3Client(), S3Url.parse(url)
 
     def start(slow: float) -> subprocess.Popen:
