@@ -6,6 +6,8 @@ from __future__ import annotations
 import hashlib
 import os
 import re
+import subprocess
+import sys
 
 import pytest
 
@@ -42,6 +44,15 @@ def test_sizes():
     assert parse_size(1234) == 1234 and parse_size("1234") == 1234 and parse_size(None) is None
     with pytest.raises(StorageError, match="50 parsecs"):
         parse_size("50 parsecs")
+
+
+def test_without_boto3_only_bucket_urls_fail_and_say_what_to_install():
+    code = ("import sys; sys.modules['boto3'] = None  # as if not installed\n"
+            "from imagenet_pipe.cli import main\n"
+            "sys.exit(main(['verify', 's3://some-bucket/shards', '--quiet']))")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    assert out.returncode == 2, out.stderr
+    assert "s3:// URLs need boto3: pip install 'imagenet-pipe[s3]'" in out.stderr
 
 
 def test_put_get_head_list_delete(s3prefix):
