@@ -134,8 +134,10 @@ class S3Client:
             return None
         import urllib3.exceptions
 
-        if isinstance(e, urllib3.exceptions.HTTPError):
+        if isinstance(e, (urllib3.exceptions.HTTPError, ConnectionError, TimeoutError)):
             return None
+        if isinstance(e, OSError):  # the local side: disk full, permission denied, ...
+            return StorageError(f"{url}: {what} failed on this machine: {e}")
         raise e
 
     def _client_error(self, e: Any, url: S3Url, what: str) -> StorageError | None:
