@@ -10,6 +10,8 @@ import traceback
 from pathlib import Path
 
 from . import __version__
+from .errors import OptionsError
+from .storage.url import is_s3_url
 
 
 def _split_sizes(text: str) -> int | dict[str, int]:
@@ -31,11 +33,18 @@ def cmd_convert(args: argparse.Namespace) -> int:
     out = args.out or Path("shards") / args.dataset
     limits = {"max_pixels": args.max_pixels} if args.max_pixels is not None else {}
     hygiene = HygienePolicy(quality=args.quality, max_side=args.max_side, check=args.check, exif=args.exif, **limits)
-    convert(args.dataset, args.source, out, workers=args.workers, overwrite=args.overwrite,
-            progress=not args.quiet, keep_work=args.keep_work, strict=args.strict,
-            allow_empty_splits=args.allow_empty_splits, splits=args.splits, seed=args.seed,
-            shard_size=args.shard_size, num_shards=args.num_shards, layout=args.layout,
-            real_labels=not args.no_real_labels, hygiene=hygiene, dataset_options=_dataset_options(args))
+    if args.staging and not is_s3_url(out):
+        raise OptionsError("--staging applies to --out s3://... only")
+    run, target = convert, {"out": out}
+    if is_s3_url(out):  # staged locally, each shard uploaded as it is written
+        from .storage import convert_to_bucket
+
+        run, target = convert_to_bucket, {"url": out, "staging": args.staging}
+    run(args.dataset, args.source, **target, workers=args.workers, overwrite=args.overwrite,
+        progress=not args.quiet, keep_work=args.keep_work, strict=args.strict,
+        allow_empty_splits=args.allow_empty_splits, splits=args.splits, seed=args.seed,
+        shard_size=args.shard_size, num_shards=args.num_shards, layout=args.layout,
+        real_labels=not args.no_real_labels, hygiene=hygiene, dataset_options=_dataset_options(args))
     print(f"shards, indexes and manifest.json written to {out}")
     return 0
 
@@ -50,12 +59,24 @@ def _dataset_options(args: argparse.Namespace) -> dict:
 
 
 def cmd_verify(args: argparse.Namespace) -> int:
-    from .verify import verify
+    if is_s3_url(args.dir):
+        from .storage import verify_remote as verify
+    else:
+        from .verify import verify
 
     report = verify(args.dir, decode=args.decode, workers=args.workers, progress=not args.quiet, log=print)
     for problem in report.problems:
         print(f"  {problem}", file=sys.stderr)
     return 0 if report.ok else 1
+
+
+def cmd_sync(args: argparse.Namespace) -> int:
+    from .storage import sync
+
+    report = sync(args.src, args.dst, threads=args.threads, progress=not args.quiet)
+    print(f"{len(report.copied)} file(s) copied ({report.bytes_copied / 1e6:.1f} MB), "
+          f"{len(report.skipped)} already present with the right checksum")
+    return 0
 
 
 def cmd_datasets(args: argparse.Namespace) -> int:
@@ -91,7 +112,9 @@ def add_convert_parser(sub) -> None:
     c.add_argument("dataset", help="imagenet1k, imagenet21k, imagenet-v2, imagenet-c, imagenet-r, imagenet-a, "
                    "imagenet-sketch (see `imagenet-pipe datasets`)")
     c.add_argument("source", type=Path, help="folder holding the download as you got it (archives are not extracted)")
-    c.add_argument("--out", type=Path, help="output folder (default: shards/<dataset>)")
+    c.add_argument("--out", help="output folder, or s3://bucket/prefix (default: shards/<dataset>)")
+    c.add_argument("--staging", help="with --out s3://...: local folder for the converter's state and the shards "
+                   "not yet uploaded, in a subfolder per URL (default: ~/.cache/imagenet-pipe/staging)")
     c.add_argument("--splits", type=csv_list, help="comma-separated splits (default: all the dataset has)")
     c.add_argument("--workers", type=int, default=os.cpu_count(), help="processes (output is identical for any value)")
     c.add_argument("--seed", type=int, default=0, help="shuffle seed")
@@ -132,11 +155,18 @@ def build_parser() -> argparse.ArgumentParser:
     add_convert_parser(sub)
 
     v = sub.add_parser("verify", help="check shards, indexes and counts against manifest.json")
-    v.add_argument("dir", type=Path)
+    v.add_argument("dir", help="shard folder, or s3://bucket/prefix (each shard downloaded once)")
     v.add_argument("--decode", action="store_true", help="also decode every image")
     v.add_argument("--workers", type=int, default=os.cpu_count())
     v.add_argument("--quiet", action="store_true")
     v.set_defaults(func=cmd_verify)
+
+    s = sub.add_parser("sync", help="copy a shard folder between a local folder and s3://bucket/prefix (either way)")
+    s.add_argument("src", help="local folder or s3://bucket/prefix")
+    s.add_argument("dst", help="s3://bucket/prefix or local folder")
+    s.add_argument("--threads", type=int, default=8, help="parallel transfers (default 8)")
+    s.add_argument("--quiet", action="store_true", help="no progress bar")
+    s.set_defaults(func=cmd_sync)
 
     d = sub.add_parser("datasets", help="list datasets and the raw layouts each accepts")
     d.set_defaults(func=cmd_datasets)

@@ -55,7 +55,7 @@ from .config import load_preset
 from .errors import ArchiveError, ImagenetPipeError, ShardError
 from .hygiene import BadImage, HygienePolicy, clean
 from .indexes import CARD_FILE, CLASSES_FILE, INFO_FILES, SIZES_FILE, atomic_write, read_json, wids_name
-from .shards import ShardRecord, ShardWriter, idx_name, shard_name, shard_pattern
+from .shards import ShardRecord, ShardSink, ShardWriter, idx_name, shard_name, shard_pattern
 from .sources import SourceError, open_source, source_fingerprint
 
 WORK_DIR = ".imagenet-pipe-work"
@@ -271,7 +271,8 @@ def _write_shard(task: tuple[str, str, np.ndarray]) -> ShardRecord:
 
 def convert(dataset: str, source: Path | str, out: Path | str, *, workers: int | None = None,
             overwrite: bool = False, progress: bool = True, keep_work: bool = False, strict: bool = False,
-            allow_empty_splits: bool = False, log: Callable[[str], None] | None = None, **options) -> dict[str, Any]:
+            allow_empty_splits: bool = False, log: Callable[[str], None] | None = None, sink: ShardSink | None = None,
+            **options) -> dict[str, Any]:
     """Convert a raw download in ``source`` into shards in ``out``; returns the manifest.
 
     ``options`` are those of :func:`resolve_options` (splits, seed, shard_size, num_shards, layout,
@@ -279,6 +280,8 @@ def convert(dataset: str, source: Path | str, out: Path | str, *, workers: int |
     changed meanwhile); rerunning a finished conversion with the same options does nothing.
     ``strict``: refuse archives with warnings (a tar without its end-of-archive blocks);
     ``allow_empty_splits``: write the other splits when every sample of one is quarantined.
+    ``sink``: each finished shard is handed to it (and leaves ``out``); on a rerun, shards the
+    sink holds are not written again.
     """
     log = log or (lambda msg: print(msg, file=sys.stderr))
     opts = resolve_options(dataset, Path(source), **options)
@@ -305,16 +308,18 @@ def convert(dataset: str, source: Path | str, out: Path | str, *, workers: int |
                 raise ConvertError(f"{out} holds a different conversion ({MANIFEST}); pass --overwrite to replace it")
         _prepare_work(work, opts, files, overwrite, log)
         _remove_previous(out, work, previous)
-        run = _Run(opts, out, work, workers, progress, log, files, strict=strict, allow_empty_splits=allow_empty_splits)
+        run = _Run(opts, out, work, workers, progress, log, files, strict=strict, allow_empty_splits=allow_empty_splits,
+                   sink=sink)
         return run.execute(keep_work)
 
 
 class _Run:
     def __init__(self, opts: ConvertOptions, out: Path, work: Path, workers: int, progress: bool,
                  log: Callable[[str], None], source_files: dict[str, str], strict: bool = False,
-                 allow_empty_splits: bool = False) -> None:
+                 allow_empty_splits: bool = False, sink: ShardSink | None = None) -> None:
         self.opts, self.out, self.work, self.workers, self.progress, self.log = opts, out, work, workers, progress, log
         self.source_files, self.strict, self.allow_empty_splits = source_files, strict, allow_empty_splits
+        self.sink = sink
         self.preset = load_preset(opts.dataset, "datasets")
         self.timings: dict[str, float] = {}
 
@@ -460,9 +465,9 @@ class _Run:
         pending = []
         for task in plan:
             rec_path = self.work / "shards" / f"{task[1]}.json"
-            if rec_path.exists() and (self.out / task[1]).exists():
+            if rec_path.exists():
                 rec = ShardRecord(**json.loads(rec_path.read_text()))
-                if (self.out / task[1]).stat().st_size == rec.bytes and (self.out / idx_name(task[1])).exists():
+                if self._finished(rec):
                     records[rec.name] = rec
                     continue
             pending.append(task)
@@ -473,6 +478,8 @@ class _Run:
         with tqdm(total=todo, desc="write", unit="img", disable=not self.progress or not todo, smoothing=0.1) as bar:
             start, nbytes = time.perf_counter(), 0
             for rec in self._map(_write_shard, pending):
+                if self.sink:
+                    self.sink.put(rec, self.out / rec.name)
                 records[rec.name] = rec
                 nbytes += rec.bytes
                 bar.update(rec.samples)
@@ -487,6 +494,17 @@ class _Run:
         for path in self.out.iterdir():
             if pattern.match(path.name) and path.name not in keep:
                 path.unlink()
+
+    def _finished(self, rec: ShardRecord) -> bool:
+        """Written by an earlier run: its .idx is here, and the tar complete here or in the sink."""
+        tar = self.out / rec.name
+        if not (self.out / idx_name(rec.name)).exists():
+            return False
+        if tar.exists() and tar.stat().st_size == rec.bytes:
+            if self.sink:  # written, but maybe not handed over before the interruption
+                self.sink.put(rec, tar)
+            return True
+        return self.sink is not None and self.sink.has(rec)
 
     def _map(self, fn, tasks):
         if self.workers == 1 or len(tasks) <= 1:

@@ -16,6 +16,7 @@ import tarfile
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Protocol
 
 from .errors import ShardError
 
@@ -53,6 +54,16 @@ class ShardRecord:
     samples: int
     bytes: int
     sha256: str
+
+
+class ShardSink(Protocol):
+    """Where finished shards go instead of staying in the output folder (e.g. a bucket)."""
+
+    def has(self, record: ShardRecord) -> bool:
+        """True when the shard is already stored there, complete (same size and sha256)."""
+
+    def put(self, record: ShardRecord, path: Path) -> None:
+        """Store the shard just written at ``path`` (its ``.idx`` stays), then delete ``path``."""
 
 
 class ShardWriter:

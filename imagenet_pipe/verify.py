@@ -17,6 +17,7 @@ import json
 import multiprocessing as mp
 import os
 from collections.abc import Callable
+from contextlib import AbstractContextManager, nullcontext
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -137,12 +138,17 @@ def _decode_problem(data: bytes, meta: dict) -> str | None:
     return None
 
 
-def _check_task(args: tuple[Path, dict, bool]) -> ShardCheck:
-    return check_shard(*args)
+def _check_task(args: tuple[Path, dict, bool, Callable[[dict], AbstractContextManager] | None]) -> ShardCheck:
+    root, shard, decode, fetch = args
+    with fetch(shard) if fetch else nullcontext():
+        return check_shard(root, shard, decode)
 
 
 def verify(root: Path | str, decode: bool = False, workers: int | None = None, progress: bool = True,
-           log: Callable[[str], None] | None = None) -> Report:
+           log: Callable[[str], None] | None = None,
+           fetch: Callable[[dict], AbstractContextManager] | None = None) -> Report:
+    """``fetch(shard)``: a context during which the shard's tar is in ``root`` (a remote folder
+    downloads it there and deletes it after)."""
     root = Path(root)
     report = Report()
     manifest = _load_manifest(root, report)
@@ -150,7 +156,7 @@ def verify(root: Path | str, decode: bool = False, workers: int | None = None, p
         _check_manifest_counts(manifest, report)
         _check_indexes(root, manifest, report)
         _check_leftovers(root, manifest, report)
-        _check_shards(root, manifest, report, decode, workers, progress)
+        _check_shards(root, manifest, report, decode, workers, progress, fetch)
     if log:
         log(f"verified {report.shards} shards, {report.samples} samples"
             + (f", {report.decoded} images decoded" if decode else "")
@@ -159,9 +165,9 @@ def verify(root: Path | str, decode: bool = False, workers: int | None = None, p
 
 
 def _check_shards(root: Path, manifest: dict, report: Report, decode: bool, workers: int | None,
-                  progress: bool) -> None:
+                  progress: bool, fetch: Callable[[dict], AbstractContextManager] | None = None) -> None:
     shards = manifest["shards"]
-    tasks = [(root, s, decode) for s in shards]
+    tasks = [(root, s, decode, fetch) for s in shards]
     workers = max(1, min(workers or os.cpu_count() or 1, len(tasks)))
     keys_by_split: dict[str, set[str]] = {}
     with tqdm(total=len(tasks), desc="verify", unit="shard", disable=not progress) as bar:

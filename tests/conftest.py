@@ -45,3 +45,35 @@ def shards1k(tmp_path_factory, raw1k) -> Path:
     out = tmp_path_factory.mktemp("shards1k")
     convert("imagenet1k", raw1k("official"), out, workers=2, shard_size=8, progress=False, log=quiet)
     return out
+
+
+# --- object storage: a real SeaweedFS S3 server --------------------------------------------------
+
+@pytest.fixture(scope="session")
+def s3server(tmp_path_factory):
+    """One SeaweedFS server for the session (skipped, with the reason, only where `weed` cannot run)."""
+    from .s3server import SESSION_BUCKET, running_server
+
+    with running_server(tmp_path_factory.mktemp("seaweedfs")) as server:
+        server.make_bucket(SESSION_BUCKET)
+        yield server
+
+
+@pytest.fixture
+def s3env(s3server, monkeypatch):
+    """The standard AWS environment pointing at the session's server (inherited by subprocesses)."""
+    from .s3server import point_aws_env_at
+
+    point_aws_env_at(s3server, monkeypatch)
+    return s3server
+
+
+@pytest.fixture
+def s3prefix(s3env) -> str:
+    """A fresh, empty ``s3://<the session's bucket>/<unique prefix>`` for one test. One bucket for
+    all: SeaweedFS grows 7 volumes for each new bucket, and a volume server holds a bounded number."""
+    import uuid
+
+    from .s3server import SESSION_BUCKET
+
+    return f"s3://{SESSION_BUCKET}/{uuid.uuid4().hex[:12]}"
