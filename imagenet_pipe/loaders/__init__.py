@@ -13,7 +13,8 @@ BACKENDS = ("dali", "baseline")
 
 
 def build_loader(root: str | Path, split: str = "train", preset: str | Path | LoaderConfig | None = None, *,
-                 backend: str = "dali", dist: DistInfo | None = None, **overrides: Any):
+                 backend: str = "dali", dist: DistInfo | None = None, cache_dir: str | Path | None = None,
+                 cache_limit: int | str | None = None, **overrides: Any):
     """An iterable of ``(images, labels)`` batches over one split of a shard folder, one epoch per
     ``iter()``, with ``len()``, ``set_epoch(e)``, ``state_dict()`` and ``load_state_dict(state)``.
 
@@ -23,10 +24,23 @@ def build_loader(root: str | Path, split: str = "train", preset: str | Path | Lo
     ``device="cuda:1"``, ``dtype="bfloat16"``, ``return_keys=True``, ...). Rank and world size come
     from torchrun's environment (or ``dist``). ``backend="baseline"`` gives the Pillow + DataLoader
     loader with the same API and the same epochs.
+
+    ``root`` may be ``s3://bucket/prefix`` (credentials and endpoint from the ``AWS_*``
+    environment): the shards are then read through a node-local cache in ``cache_dir`` (shared by
+    the ranks of a node; default: a temporary folder removed by ``close()``), evicted
+    least-recently-used above ``cache_limit`` (bytes or e.g. ``"200GB"``).
     """
     if preset is None:
         preset = "train-224" if split.startswith("train") else "eval-224"
-    return make_loader(ShardSet.open(root, split), resolve_config(preset, **overrides), backend, dist)
+    cfg = resolve_config(preset, **overrides)
+    shards = ShardSet.open(root, split, cache_dir, cache_limit)
+    try:
+        loader = make_loader(shards, cfg, backend, dist)
+    except BaseException:
+        shards.close()
+        raise
+    loader.owns_shards = True
+    return loader
 
 
 def make_loader(shards: ShardSet, cfg: LoaderConfig, backend: str = "dali", dist: DistInfo | None = None):

@@ -22,7 +22,7 @@ from .config import LoaderConfig
 from .epochs import PlannedLoader
 from .geometry import train_params
 from .plan import EpochPlan
-from .reader import SampleReader
+from .reader import SampleReader, ShardFetcher
 from .shardset import DistInfo, ShardSet
 from .transforms import Normalizer, decode_rgb, eval_transform, train_transform
 
@@ -67,10 +67,13 @@ class BaselineLoader(PlannedLoader):
 
     def _batches(self, plan: EpochPlan) -> Iterator[Batch]:
         items = [(plan.epoch, plan.batch(i)) for i in range(plan.steps)]
+        fetcher = ShardFetcher(self.shards, plan)  # bucket shards: downloaded ahead into the node's cache
+        fetcher.advance(0)
         loader = DataLoader(self.dataset, batch_size=None, sampler=items, num_workers=self.workers,
                             pin_memory=self.device.type == "cuda", collate_fn=_no_collate,
                             prefetch_factor=self.cfg.prefetch if self.workers else None)
-        for arrays, labels, keys, shards, problems in loader:
+        for i, (arrays, labels, keys, shards, problems) in enumerate(loader, start=1):
+            fetcher.advance(i)
             if problems:
                 keep = self._handle_bad(keys, shards, problems)
                 arrays, labels = arrays[keep], labels[keep]
@@ -86,6 +89,11 @@ class BaselineLoader(PlannedLoader):
                                       "samples; `imagenet-pipe verify --decode` checks a whole folder)")
             self.skipped.append((shards[row], keys[row], why))
         return [i for i in range(len(keys)) if i not in problems]
+
+
+    def close(self) -> None:
+        self.dataset.reader.close()
+        super().close()
 
 
 def _no_collate(item):

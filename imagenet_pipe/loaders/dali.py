@@ -192,6 +192,7 @@ class DaliLoader(PlannedLoader):
             self.pipe = None
         if getattr(self, "reader", None) is not None:
             self.reader.close()
+        super().close()
 
 
 class StagePipeline:

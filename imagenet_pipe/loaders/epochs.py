@@ -108,8 +108,13 @@ class PlannedLoader:
     def _batches(self, plan: EpochPlan) -> Iterator[Batch]:
         raise NotImplementedError
 
+    owns_shards = False  # set by build_loader, which opened the shard set (and its cache) for this loader
+
     def close(self) -> None:
-        pass
+        """Free the loader's threads and files; a shard set it opened is closed too (for a bucket
+        without cache_dir that removes the temporary cache)."""
+        if self.owns_shards:
+            self.shards.close()
 
     def __enter__(self):
         return self

@@ -95,6 +95,14 @@ class EpochPlan:
         start = lo + self.consumed + i * a.batch_size
         return np.arange(start, min(start + a.batch_size, hi), dtype=np.int64)
 
+    def positions(self, first: int, end: int) -> np.ndarray:
+        """The sample ids of batches ``[first, end)`` of every rank (what a node reads meanwhile)."""
+        a = self.args
+        if a.train:
+            step = a.world_size * a.batch_size
+            return self.order[self.consumed + first * step:self.consumed + end * step]
+        return np.concatenate([self.batch(i) for i in range(first, end)] or [np.zeros(0, np.int64)])
+
     def consumed_after(self, batches: int) -> int:
         """The ``consumed`` value after this rank has yielded ``batches`` batches of the plan."""
         a = self.args

@@ -12,6 +12,7 @@ import io
 import os
 import struct
 import threading
+from collections import OrderedDict
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 
@@ -106,24 +107,35 @@ class FetchedBatch:
 
 class SampleReader:
     """Reads samples of a :class:`ShardSet` by global id. File handles are opened per process on
-    first use (safe to use after ``fork`` in DataLoader workers)."""
+    first use (safe to use after ``fork`` in DataLoader workers); at most ``max_open`` stay open,
+    the least recently used closed first (for a bucket, that unpins the shard in the cache)."""
 
-    def __init__(self, shards: ShardSet) -> None:
-        self.shards = shards
-        self._fds: dict[int, int] = {}
+    def __init__(self, shards: ShardSet, max_open: int = 64) -> None:
+        self.shards, self.max_open = shards, max_open
+        self._fds: OrderedDict[int, int] = OrderedDict()  # least recently used first
+        self._busy: dict[int, int] = {}  # reads in progress per shard
         self._pid = os.getpid()
         self._lock = threading.Lock()
 
-    def _fd(self, shard: int) -> int:
-        if self._pid != os.getpid():  # a forked child must not share file offsets or closed fds
-            self._fds, self._pid = {}, os.getpid()
-        fd = self._fds.get(shard)
-        if fd is None:
-            with self._lock:
-                fd = self._fds.get(shard)
-                if fd is None:
-                    fd = self._fds[shard] = os.open(self.shards.paths[shard], os.O_RDONLY)
-        return fd
+    def _acquire(self, shard: int) -> int:
+        """An open descriptor of ``shard``, held until :meth:`_done` (never closed while held)."""
+        with self._lock:
+            if self._pid != os.getpid():  # a forked child must not share the parent's handles or pins
+                self._fds, self._busy, self._pid = OrderedDict(), {}, os.getpid()
+            fd = self._fds.get(shard)
+            if fd is None:
+                fd = self._fds[shard] = os.open(self.shards.shard_path(shard), os.O_RDONLY)
+            self._fds.move_to_end(shard)
+            self._busy[shard] = self._busy.get(shard, 0) + 1
+            idle = [s for s in self._fds if not self._busy.get(s)]
+            for old in idle[: max(0, len(self._fds) - self.max_open)]:
+                os.close(self._fds.pop(old))
+                self.shards.release(old)
+            return fd
+
+    def _done(self, shard: int) -> None:
+        with self._lock:
+            self._busy[shard] -= 1
 
     def read(self, ids: np.ndarray) -> FetchedBatch:
         shard_of, local = self.shards.locate(ids)
@@ -153,13 +165,16 @@ class SampleReader:
         jpg_off, jpg_size = int(index.jpg_offset[i]), int(index.jpg_size[i])
         if jpg_size < 0:
             return None, b"", "has no jpg member"
-        fd = self._fd(shard)
-        if cls_size >= 0 and 0 <= jpg_off - (cls_off + cls_size) <= 4096:  # adjacent: one read
-            blob = os.pread(fd, jpg_off + jpg_size - cls_off, cls_off)
-            raw_cls, jpeg = blob[:cls_size], blob[jpg_off - cls_off:]
-        else:
-            raw_cls = os.pread(fd, cls_size, cls_off) if cls_size >= 0 else None
-            jpeg = os.pread(fd, jpg_size, jpg_off)
+        fd = self._acquire(shard)
+        try:
+            if cls_size >= 0 and 0 <= jpg_off - (cls_off + cls_size) <= 4096:  # adjacent: one read
+                blob = os.pread(fd, jpg_off + jpg_size - cls_off, cls_off)
+                raw_cls, jpeg = blob[:cls_size], blob[jpg_off - cls_off:]
+            else:
+                raw_cls = os.pread(fd, cls_size, cls_off) if cls_size >= 0 else None
+                jpeg = os.pread(fd, jpg_size, jpg_off)
+        finally:
+            self._done(shard)
         if len(jpeg) != jpg_size:
             return None, b"", (f"is cut short: the shard ends before byte {jpg_off + jpg_size} "
                                "(truncated shard; `imagenet-pipe verify` checks a whole folder)")
@@ -167,25 +182,49 @@ class SampleReader:
         return label, jpeg, why
 
     def close(self) -> None:
-        if self._pid == os.getpid():
-            for fd in self._fds.values():
-                os.close(fd)
-        self._fds = {}
+        with self._lock:
+            if self._pid == os.getpid():
+                for shard, fd in self._fds.items():
+                    os.close(fd)
+                    self.shards.release(shard)
+            self._fds, self._busy = OrderedDict(), {}
+
+
+class ShardFetcher:
+    """For shards in a bucket: hands the shards of the plan's next ``ahead`` batches (all ranks'
+    positions: the ranks of a node share one cache) to the cache's background download, in order
+    of first use, a chunk at a time. A no-op for a local folder."""
+
+    def __init__(self, shards: ShardSet, plan, ahead: int = 32) -> None:
+        self.shards, self.plan, self.ahead = shards, plan, ahead
+        self._until = 0  # batches whose shards were asked for
+
+    def advance(self, batch: int) -> None:
+        if not self.shards.remote:
+            return
+        end = min(batch + self.ahead, self.plan.steps)
+        if end - self._until < self.ahead // 2:
+            return
+        begin, self._until = max(batch, self._until), end
+        ids = self.plan.positions(begin, end)
+        shards, _ = self.shards.locate(ids)
+        self.shards.prefetch(dict.fromkeys(int(s) for s in shards))
 
 
 class ReadAhead:
     """Reads the batches of an epoch plan ahead of use in a few threads (``pread`` releases the
     GIL, so reading overlaps decoding and the training step). ``get(i)`` returns batch ``i`` and
-    schedules the next ones."""
+    schedules the next ones; shards in a bucket are fetched further ahead (:class:`ShardFetcher`)."""
 
-    def __init__(self, reader: SampleReader, plan, ahead: int, threads: int, first: int = 0) -> None:
+    def __init__(self, reader: SampleReader, plan, ahead: int, threads: int) -> None:
         self.reader, self.plan, self.ahead = reader, plan, ahead
         self._pool = ThreadPoolExecutor(max_workers=max(1, threads), thread_name_prefix="imagenet-pipe-read")
         self._pending: dict[int, Future] = {}
-        self._next = first
-        self._schedule(first)
+        self._fetcher = ShardFetcher(reader.shards, plan)
+        self._schedule(0)
 
     def _schedule(self, start: int) -> None:
+        self._fetcher.advance(start)
         for i in range(start, min(start + self.ahead, self.plan.steps)):
             if i not in self._pending:
                 self._pending[i] = self._pool.submit(self.reader.read, self.plan.batch(i))

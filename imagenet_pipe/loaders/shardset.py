@@ -1,12 +1,22 @@
 """The shards of one split as the loaders see them: files, per-shard counts, and where each
-sample's members lie (from the DALI ``.idx`` files, read lazily per shard)."""
+sample's members lie (from the DALI ``.idx`` files, read lazily per shard).
+
+A shard folder is local or in a bucket (``s3://bucket/prefix``). For a bucket, the manifest and the
+indexes are fetched once into a local metadata folder, and the tars are read from a node-local
+shard cache (:class:`imagenet_pipe.storage.ShardCache`): downloaded ahead of use as the epoch plan
+reaches them, verified against the manifest, pinned while a reader holds them, evicted
+least-recently-used above ``cache_limit``.
+"""
 
 from __future__ import annotations
 
 import hashlib
 import json
 import os
+import shutil
 import tarfile
+import tempfile
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -45,19 +55,100 @@ class ShardIndex:
         return cls(keys, *table)
 
 
+class LocalShards:
+    """Shards that are files in the folder."""
+
+    def __init__(self, root: Path) -> None:
+        self.root = root
+
+    def path(self, name: str) -> Path:
+        return self.root / name
+
+    def release(self, name: str) -> None:
+        pass
+
+    def prefetch(self, names: Iterable[str]) -> None:
+        pass
+
+    def close(self) -> None:
+        pass
+
+
+class BucketShards:
+    """Shards in a bucket, read through a shard cache on this node. Each process (DataLoader
+    workers included) opens its own :class:`~imagenet_pipe.storage.ShardCache` on the same folder,
+    so a shard is downloaded once per node. Without ``cache_dir``, a temporary folder (removed by
+    :meth:`close` in the process that made it) limited to ``TEMP_CACHE_LIMIT``."""
+
+    def __init__(self, url: str, cache_dir: Path | str | None, cache_limit: int | str | None) -> None:
+        from ..storage import TEMP_CACHE_LIMIT
+
+        self.url, self._owner = url, os.getpid()
+        self._made_dir = cache_dir is None
+        self.cache_dir = Path(tempfile.mkdtemp(prefix="imagenet-pipe-cache-") if cache_dir is None else cache_dir)
+        self.cache_limit = TEMP_CACHE_LIMIT if cache_dir is None and cache_limit is None else cache_limit
+        self._caches: dict[int, object] = {}
+
+    @property
+    def cache(self):
+        cache = self._caches.get(os.getpid())
+        if cache is None:
+            from ..storage import ShardCache
+
+            cache = self._caches[os.getpid()] = ShardCache(self.url, self.cache_dir, self.cache_limit)
+        return cache
+
+    @property
+    def root(self) -> Path:
+        """The local metadata folder: ``_info.json``, manifest, ``.idx`` files (no tars)."""
+        return self.cache.root
+
+    def path(self, name: str) -> Path:
+        return self.cache.path(name)
+
+    def release(self, name: str) -> None:
+        self.cache.release(name)
+
+    def prefetch(self, names: Iterable[str]) -> None:
+        self.cache.prefetch(names)
+
+    def close(self) -> None:
+        cache = self._caches.pop(os.getpid(), None)
+        if cache is not None:
+            cache.close()
+        if self._made_dir and os.getpid() == self._owner:
+            shutil.rmtree(self.cache_dir, ignore_errors=True)
+
+
+def is_bucket_url(root: Path | str) -> bool:
+    from ..storage.url import is_s3_url
+
+    return is_s3_url(root)
+
+
 @dataclass(frozen=True)
 class ShardSet:
-    root: Path
+    root: Path  # the folder holding _info.json and the .idx files (for a bucket: the local metadata copy)
     split: str
     names: tuple[str, ...]
     lengths: tuple[int, ...]
     num_classes: int | None = None
+    store: LocalShards | BucketShards | None = field(default=None, compare=False, repr=False)
     _indexes: dict[int, ShardIndex] = field(default_factory=dict, compare=False, repr=False)
 
     @classmethod
-    def open(cls, root: Path | str, split: str) -> ShardSet:
-        """Read the split's shard list and counts from ``_info.json`` (written by the converter)."""
-        root = Path(root)
+    def open(cls, root: Path | str, split: str, cache_dir: Path | str | None = None,
+             cache_limit: int | str | None = None) -> ShardSet:
+        """Read the split's shard list and counts from ``_info.json`` (written by the converter).
+        ``root``: a folder or ``s3://bucket/prefix`` (then ``cache_dir``/``cache_limit`` set the
+        node's shard cache, see :class:`BucketShards`)."""
+        if is_bucket_url(root):
+            store = BucketShards(str(root), cache_dir, cache_limit)
+            return cls._from_info(store.root, split, store)
+        return cls._from_info(Path(root), split, LocalShards(Path(root)))
+
+    @classmethod
+    def _from_info(cls, root: Path, split: str, store: LocalShards | BucketShards) -> ShardSet:
         info_path = root / "_info.json"
         if not info_path.exists():
             raise ShardSetError(f"{info_path} not found: point the loader at a folder written by "
@@ -73,14 +164,39 @@ class ShardSet:
         names, lengths = tuple(meta["filenames"]), tuple(int(n) for n in meta["shard_lengths"])
         if len(names) != len(lengths) or not names or min(lengths) < 1:
             raise ShardSetError(f"{info_path}: split {split!r} lists {len(names)} shards and {len(lengths)} lengths")
-        missing = [n for n in names if not (root / n).exists()]
+        missing = [n for n in names if not (root / n).exists()] if isinstance(store, LocalShards) else []
         if missing:
             raise ShardSetError(f"{len(missing)} shard(s) of {split!r} missing in {root}, e.g. {missing[0]}")
-        return cls(root, split, names, lengths, info.get("num_classes"))
+        return cls(root, split, names, lengths, info.get("num_classes"), store)
+
+    @property
+    def remote(self) -> bool:
+        return isinstance(self.store, BucketShards)
+
+    @property
+    def shards(self) -> LocalShards | BucketShards:
+        return self.store or LocalShards(self.root)
 
     @property
     def paths(self) -> list[str]:
+        """Where the shards lie in the folder (for a bucket: beside the metadata, where they are
+        not: read them through :meth:`shard_path`)."""
         return [str(self.root / n) for n in self.names]
+
+    def shard_path(self, shard: int) -> Path:
+        """The local file of shard ``shard``; for a bucket, pinned in the cache until
+        :meth:`release` (call it once per call to this)."""
+        return self.shards.path(self.names[shard])
+
+    def release(self, shard: int) -> None:
+        self.shards.release(self.names[shard])
+
+    def prefetch(self, shards: Iterable[int]) -> None:
+        """Start fetching these shards in the background (a no-op for a local folder)."""
+        self.shards.prefetch(self.names[s] for s in shards)
+
+    def close(self) -> None:
+        self.shards.close()
 
     @property
     def index_paths(self) -> list[str] | None:
@@ -131,7 +247,7 @@ class ShardSet:
         path = self.root / self.names[shard]
         idx = path.with_name(idx_name(path.name))
         try:
-            samples = read_idx(idx) if idx.exists() else index_tar(path)
+            samples = read_idx(idx) if idx.exists() else self._index_tar(shard)
         except (OSError, ValueError, tarfile.TarError) as e:
             raise ShardSetError(f"{idx if idx.exists() else path}: cannot be indexed ({e}); "
                                 "`imagenet-pipe verify` checks the folder") from e
@@ -139,6 +255,13 @@ class ShardSet:
             raise ShardSetError(f"{path.name}: {len(samples)} samples, but _info.json says {self.lengths[shard]} "
                                 "(a damaged or replaced shard; `imagenet-pipe verify` checks the folder)")
         return ShardIndex.from_components(samples)
+
+    def _index_tar(self, shard: int) -> list[list[IdxComponent]]:
+        path = self.shard_path(shard)
+        try:
+            return index_tar(path)
+        finally:
+            self.release(shard)
 
 
 @dataclass(frozen=True)
