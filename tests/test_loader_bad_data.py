@@ -6,9 +6,7 @@ from __future__ import annotations
 
 import io
 import json
-import signal
 import struct
-from contextlib import contextmanager
 from pathlib import Path
 
 import numpy as np
@@ -18,22 +16,10 @@ from PIL import Image
 from imagenet_pipe.loaders import LoaderDataError, ShardSetError, build_loader
 from imagenet_pipe.shards import ShardWriter, idx_name
 
+from .timeouts import deadline
+
 CPU = {"device": "cpu", "num_threads": 2, "num_workers": 0, "size": 32, "dtype": "uint8"}
 BACKENDS = ["dali", "baseline"]
-
-
-@contextmanager
-def deadline(seconds: int):
-    """Fail instead of hanging."""
-    def fail(*_):
-        raise TimeoutError(f"no result within {seconds} s")
-    old = signal.signal(signal.SIGALRM, fail)
-    signal.alarm(seconds)
-    try:
-        yield
-    finally:
-        signal.alarm(0)
-        signal.signal(signal.SIGALRM, old)
 
 
 def jpeg(seed: int, size=(48, 40)) -> bytes:

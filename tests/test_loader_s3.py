@@ -5,10 +5,8 @@ endpoint that goes away mid-epoch (retried) or for good (a named error, no hang)
 from __future__ import annotations
 
 import logging
-import signal
 import threading
 import time
-from contextlib import contextmanager
 
 import pytest
 import torch
@@ -17,22 +15,10 @@ from imagenet_pipe.loaders import build_loader
 from imagenet_pipe.storage import StorageError, sync
 
 from .s3server import point_aws_env_at, running_server
+from .timeouts import deadline
 
 FAST = {"device": "cpu", "num_threads": 2, "num_workers": 0, "size": 32, "dtype": "uint8", "return_keys": True}
 BACKENDS = ["dali", "baseline"]
-
-
-@contextmanager
-def deadline(seconds: int):
-    def fail(*_):
-        raise TimeoutError(f"no result within {seconds} s")
-    old = signal.signal(signal.SIGALRM, fail)
-    signal.alarm(seconds)
-    try:
-        yield
-    finally:
-        signal.alarm(0)
-        signal.signal(signal.SIGALRM, old)
 
 
 def batches(loader) -> list[tuple[list[str], torch.Tensor, torch.Tensor]]:

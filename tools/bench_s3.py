@@ -13,7 +13,10 @@ sides (the server's volumes and the local shards are read once first):
 * ``cache, one stream``: ``ShardCache.path()`` of every shard in turn into a fresh cache folder;
 * ``cache, prefetch N``: ``ShardCache.prefetch(all)`` with N threads, then ``path()`` of each;
 * ``sync bucket -> local``: ``imagenet-pipe sync`` with 8 threads (also checks every sha256);
-* ``cache, second pass``: ``path()`` of every shard again, all in the cache (no download).
+* ``cache, second pass``: ``path()`` of every shard again, all in the cache (no download);
+* the DALI loader (train-224, CPU, one epoch each) from the local folder, from the bucket with a
+  fresh cache folder (downloads on the way), and from the bucket again with that cache filled;
+  and the time to its first batch from the local folder and from the bucket with an empty cache.
 
 Writes ``results.json`` (machine record + every timing) in ``--out``.
 """
@@ -73,6 +76,26 @@ def through_cache(url: str, cache_dir: Path, names: list[str], prefetch: int = 0
         read_pass(cache, names)
 
 
+def loader_epoch(root: str | Path, **kw) -> tuple[float, float, int]:
+    """(seconds to the first batch, seconds for the whole epoch, images) of a fresh DALI loader."""
+    from imagenet_pipe.loaders import build_loader
+
+    start = time.perf_counter()
+    with build_loader(root, "train", "train-224", device="cpu", batch_size=64, **kw) as loader:
+        images, first = 0, None
+        for batch in loader:
+            first = first or time.perf_counter() - start
+            images += batch.images.shape[0]
+    return first, time.perf_counter() - start, images
+
+
+def loader_runs(url: str, shards: Path, out: Path) -> dict[str, tuple[float, float, int]]:
+    filled = fresh(out / "loader-cache")
+    return {"loader, local folder": loader_epoch(shards),
+            "loader, bucket, empty cache": loader_epoch(url, cache_dir=filled),
+            "loader, bucket, cache filled": loader_epoch(url, cache_dir=filled)}
+
+
 def run(args: argparse.Namespace) -> dict:
     out = Path(args.out)
     shards = make_bench_shards(out / "shards", train=args.train, val=args.val, pool=args.pool,
@@ -93,6 +116,7 @@ def run(args: argparse.Namespace) -> dict:
         names = [p.name for p in tars]
         read_all(tars)
         timings: dict[str, list[float]] = {}
+        loaders: dict[str, list[tuple[float, float, int]]] = {}
         client = S3Client()
         for _ in range(args.repeats):
             through_cache(url, out / "warm", names)  # the server's volumes into the page cache
@@ -105,9 +129,12 @@ def run(args: argparse.Namespace) -> dict:
                 timings.setdefault(what, []).append(timed(fn))
             with ShardCache(url, out / "cache1") as cache:
                 timings.setdefault("cache, second pass", []).append(timed(lambda c=cache: read_pass(c, names)))
+            for what, row in loader_runs(url, shards, out).items():
+                loaders.setdefault(what, []).append(row)
     finally:
         server.stop()
-    return {"machine": machine_record(shards), "shards": len(tars), "bytes": total, "timings_s": timings}
+    return {"machine": machine_record(shards), "shards": len(tars), "bytes": total, "timings_s": timings,
+            "loader_first_s_epoch_s_images": loaders}
 
 
 def report(result: dict) -> None:
@@ -122,6 +149,11 @@ def report(result: dict) -> None:
             continue
         print(f"{what:28s} {med:8.3f} {total / med / 1e6:8.0f}  ({total / max(runs) / 1e6:.0f}-"
               f"{total / min(runs) / 1e6:.0f})")
+    print(f"{'loader (train-224, CPU)':28s} {'img/s':>8s} {'first batch s':>14s}")
+    for what, runs in result.get("loader_first_s_epoch_s_images", {}).items():
+        rates = [images / epoch for _, epoch, images in runs]
+        print(f"{what:28s} {statistics.median(rates):8.0f} {statistics.median(r[0] for r in runs):14.2f}"
+              f"  ({min(rates):.0f}-{max(rates):.0f} img/s)")
 
 
 def main() -> int:
