@@ -48,7 +48,6 @@ import numpy as np
 from tqdm import tqdm
 
 from . import __version__
-from .archive import KIND_FILE, ByteReader, TooLarge
 from .catalog import Catalog
 from .classes import ClassTable
 from .config import load_preset
@@ -57,6 +56,7 @@ from .hygiene import BadImage, HygienePolicy, clean
 from .indexes import CARD_FILE, CLASSES_FILE, INFO_FILES, SIZES_FILE, atomic_write, read_json, wids_name
 from .shards import ShardRecord, ShardSink, ShardWriter, idx_name, shard_name, shard_pattern
 from .sources import SourceError, open_source, source_fingerprint
+from .sources.archive import KIND_FILE, ByteReader, TooLarge
 
 WORK_DIR = ".imagenet-pipe-work"
 TRASH_DIR = ".imagenet-pipe-work.done"  # the work folder, renamed before it is deleted
@@ -356,7 +356,7 @@ class _Run:
         src = open_source(self.opts.dataset, Path(self.opts.source), self.work, self.opts.layout,
                           real_labels=self.opts.real_labels, **self.opts.dataset_options)
         self.log(f"scanning {self.opts.source} ({self.opts.dataset}, {src.layout} layout) ...")
-        from .archive import Containers
+        from .sources.archive import Containers
 
         containers = Containers()
         entries = src.scan(list(self.opts.splits), containers)

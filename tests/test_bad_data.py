@@ -186,8 +186,8 @@ def test_an_unreadable_class_folder_stops_the_scan(tmp_path, fake1k):
 
 
 def _scan_error(src: Path) -> str:
-    from imagenet_pipe.archive import Containers
     from imagenet_pipe.sources import open_source
+    from imagenet_pipe.sources.archive import Containers
 
     source = open_source("imagenet1k", src, src.parent / "work", "folder")
     try:

@@ -18,10 +18,9 @@ from __future__ import annotations
 from collections.abc import Iterator
 from pathlib import Path
 
-from ..archive import Containers
-from ..catalog import Entry
 from ..metrics import SEVERITIES
-from .base import WNID, FileRef, Source, SourceError, safe_key, walk, walk_dir
+from .archive import Containers
+from .base import WNID, Entry, FileRef, Source, SourceError, safe_key, walk, walk_dir
 from .imagenet1k_labels import TABLE, real_extra, val_number
 
 # archive -> its corruptions, in the order of hendrycks' imagenet_c/__init__.py (extra = held-out ones)
