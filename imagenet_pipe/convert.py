@@ -52,9 +52,9 @@ from .catalog import Catalog
 from .classes import ClassTable
 from .config import load_preset
 from .errors import ArchiveError, ImagenetPipeError, ShardError
+from .format import ShardRecord, ShardSink, ShardWriter, idx_name, shard_name, shard_pattern
 from .hygiene import BadImage, HygienePolicy, clean
 from .indexes import CARD_FILE, CLASSES_FILE, INFO_FILES, SIZES_FILE, atomic_write, read_json, wids_name
-from .shards import ShardRecord, ShardSink, ShardWriter, idx_name, shard_name, shard_pattern
 from .sources import SourceError, open_source, source_fingerprint
 from .sources.archive import KIND_FILE, ByteReader, TooLarge
 

@@ -9,7 +9,7 @@
   that ``datasets.load_dataset(<folder>)`` reads the shards (without it, HF's pattern matching
   takes the wids ``<prefix>-<split>.json`` files for data whenever a split has one shard).
 
-The DALI ``.idx`` files are written by :class:`~imagenet_pipe.shards.ShardWriter` itself.
+The DALI ``.idx`` files are written by :class:`~imagenet_pipe.format.ShardWriter` itself.
 """
 
 from __future__ import annotations

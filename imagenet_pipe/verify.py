@@ -27,6 +27,7 @@ from tqdm import tqdm
 from .classes import ClassTable
 from .convert import MANIFEST, TRASH_DIR, WORK_DIR
 from .errors import ImagenetPipeError, ShardError
+from .format import idx_name, index_tar, iter_samples, read_idx
 from .indexes import (
     CARD_FILE,
     CLASSES_FILE,
@@ -39,7 +40,6 @@ from .indexes import (
     wids_index,
     wids_name,
 )
-from .shards import idx_name, index_tar, iter_samples, read_idx
 
 REQUIRED = ("cls", "jpg", "json")
 

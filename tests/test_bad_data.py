@@ -25,8 +25,8 @@ from imagenet_pipe.errors import ArchiveError, ImagenetPipeError, SourceError
 from imagenet_pipe.fakes import damage
 from imagenet_pipe.fakes.imagenet1k import make_imagenet1k
 from imagenet_pipe.fakes.images import ImageFactory
+from imagenet_pipe.format import SAFE_KEY, iter_samples
 from imagenet_pipe.hygiene import HygienePolicy
-from imagenet_pipe.shards import SAFE_KEY, iter_samples
 from imagenet_pipe.verify import verify
 
 from .conftest import quiet

@@ -12,7 +12,7 @@ import webdataset as wds
 from PIL import Image
 
 from imagenet_pipe.convert import ConvertError, convert
-from imagenet_pipe.shards import SAFE_KEY, read_idx
+from imagenet_pipe.format import SAFE_KEY, read_idx
 from imagenet_pipe.sources import SourceError
 
 from .conftest import LAYOUTS_1K, quiet
@@ -273,7 +273,7 @@ def test_shard_writer_bytes_equal_tarfiles(tmp_path):
     """The framed writer produces exactly what tarfile.addfile writes for the same members."""
     import tarfile
 
-    from imagenet_pipe.shards import ShardWriter
+    from imagenet_pipe.format import ShardWriter
 
     samples = [(f"k{i}", {"jpg": bytes([i]) * (1000 + 37 * i), "cls": str(i).encode(), "json": b"{}"})
                for i in range(9)]

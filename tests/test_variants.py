@@ -22,8 +22,8 @@ from imagenet_pipe.fakes.imagenet_c import make_imagenet_c
 from imagenet_pipe.fakes.imagenet_ra import make_renditions
 from imagenet_pipe.fakes.imagenet_sketch import make_imagenet_sketch
 from imagenet_pipe.fakes.imagenet_v2 import make_imagenet_v2
+from imagenet_pipe.format import SAFE_KEY, idx_name
 from imagenet_pipe.hygiene import HygienePolicy, clean
-from imagenet_pipe.shards import SAFE_KEY, idx_name
 from imagenet_pipe.sources import SOURCES, SourceError
 from imagenet_pipe.sources.imagenet21k_common import held_out
 from imagenet_pipe.sources.imagenet_c import SPLITS as C_SPLITS

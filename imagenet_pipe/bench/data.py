@@ -14,7 +14,7 @@ import shutil
 from concurrent.futures import ProcessPoolExecutor
 from pathlib import Path
 
-from ..shards import idx_name
+from ..format import idx_name
 
 
 def _draw(args: tuple[int, int, str]) -> list[bytes]:
@@ -69,8 +69,8 @@ def make_many_shards(out: str | Path, source: str | Path, split: str = "validati
     """``count`` tiny shards of ``per_shard`` samples each, copied from the first samples of a
     converted split (bytes shared; ``image``: these JPEG bytes instead), with a DALI ``.idx``
     beside each. Returns (tar paths, idx paths)."""
+    from ..format import ShardWriter, iter_samples
     from ..loaders.shardset import ShardSet
-    from ..shards import ShardWriter, iter_samples
 
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)

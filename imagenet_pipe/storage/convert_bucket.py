@@ -19,7 +19,7 @@ from pathlib import Path
 from typing import Any
 
 from ..convert import MANIFEST, ConvertError, convert, resolve_options
-from ..shards import ShardRecord, idx_name
+from ..format import ShardRecord, idx_name
 from .client import S3Client
 from .errors import BucketNotFoundError, NotFoundError, StorageError
 from .folders import upload_folder

@@ -21,7 +21,7 @@ from typing import Any
 from urllib.parse import quote
 
 from ..convert import MANIFEST
-from ..shards import ShardRecord
+from ..format import ShardRecord
 from .client import S3Client
 from .errors import BucketNotFoundError, NotFoundError
 from .locks import locked
