@@ -51,16 +51,28 @@ from . import __version__
 from .catalog import Catalog
 from .classes import ClassTable
 from .config import load_preset
+from .conversion.writer import ShardSink, ShardWriter
 from .errors import ArchiveError, ImagenetPipeError, ShardError
-from .format import ShardRecord, ShardSink, ShardWriter, idx_name, shard_name, shard_pattern
+from .files import atomic_write
+from .format import (
+    CARD_FILE,
+    CLASSES_FILE,
+    INFO_FILES,
+    MANIFEST,
+    SIZES_FILE,
+    TRASH_DIR,
+    WORK_DIR,
+    ShardRecord,
+    idx_name,
+    read_json,
+    shard_name,
+    shard_pattern,
+    wids_name,
+)
 from .hygiene import BadImage, HygienePolicy, clean
-from .indexes import CARD_FILE, CLASSES_FILE, INFO_FILES, SIZES_FILE, atomic_write, read_json, wids_name
 from .sources import SourceError, open_source, source_fingerprint
 from .sources.archive import KIND_FILE, ByteReader, TooLarge
 
-WORK_DIR = ".imagenet-pipe-work"
-TRASH_DIR = ".imagenet-pipe-work.done"  # the work folder, renamed before it is deleted
-MANIFEST = "manifest.json"
 CHUNK = 256  # samples per inspection task
 OK, BAD = 1, 2
 # split names end up in shard, index and DALI .idx file names: no dots (DALI cuts names at the first

@@ -41,8 +41,7 @@ import torch
 from . import __version__
 from .errors import OptionsError, ShardError
 from .eval_cli import PRECISIONS
-from .format import idx_name, iter_samples, read_idx
-from .indexes import read_json
+from .format import idx_name, iter_samples, read_idx, read_json
 from .loaders import DistInfo, LoaderConfig, dist_info, make_loader, resolve_config
 from .loaders.common import resolve_device
 from .loaders.shardset import ShardSet

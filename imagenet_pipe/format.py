@@ -1,27 +1,31 @@
-"""Writing and reading WebDataset shards and their DALI index.
+"""The shard folder format, shared by the side that writes it and the sides that read it.
 
-Tars follow ``shard-format.md``: uncompressed USTAR, flat ``<key>.<ext>`` members in sorted
-extension order, fixed ``mtime=0``, owner ``bigdata``, mode 0444 (what ``webdataset.TarWriter``
-writes, minus the wall-clock mtime), so the same samples always give the same bytes. The DALI
-index (v1.2) is written from the offsets known while writing: no second pass over the tar.
+What ``docs/shard-format.md`` describes, as code: the names of shards, DALI indexes and the other
+files of an output folder (section 1), sample keys (section 3), the DALI ``.idx`` v1.2 reader
+(section 4) and sample iteration over a shard's tar (section 2). The writer itself is
+:class:`imagenet_pipe.conversion.writer.ShardWriter`.
 """
 
 from __future__ import annotations
 
-import hashlib
+import json
 import math
-import os
 import re
 import tarfile
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Protocol
+from typing import Any, BinaryIO
 
 from .errors import ShardError
 
-SAFE_KEY = re.compile(r"^[A-Za-z0-9_-]{1,90}$")
-IDX_VERSION = "v1.2"
+# --- file names (docs/shard-format.md, section 1) ------------------------------------------------
+
+MANIFEST = "manifest.json"
+INFO_FILES = ("_info.json", "info.json")  # timm >= 0.9.16 reads the first, older timm the second
+SIZES_FILE, CLASSES_FILE, CARD_FILE = "sizes.json", "classes.tsv", "README.md"
+WORK_DIR = ".imagenet-pipe-work"  # a conversion's state while it runs
+TRASH_DIR = ".imagenet-pipe-work.done"  # the work folder, renamed before it is deleted
 
 
 def shard_name(prefix: str, split: str, index: int, num_shards: int) -> str:
@@ -41,6 +45,16 @@ def idx_name(tar_name: str) -> str:
     return tar_name.split(".", 1)[0] + ".idx"
 
 
+def wids_name(prefix: str, split: str) -> str:
+    """The wids shard index of one split."""
+    return f"{prefix}-{split}.json"
+
+
+# --- keys (docs/shard-format.md, section 3) ------------------------------------------------------
+
+SAFE_KEY = re.compile(r"^[A-Za-z0-9_-]{1,90}$")
+
+
 def check_key(key: str) -> str:
     if not SAFE_KEY.match(key):
         raise ValueError(f"unsafe WebDataset key {key!r}: use 1-90 characters of [A-Za-z0-9_-]")
@@ -49,6 +63,8 @@ def check_key(key: str) -> str:
 
 @dataclass(frozen=True)
 class ShardRecord:
+    """One written shard as the manifest lists it."""
+
     name: str
     split: str
     samples: int
@@ -56,80 +72,15 @@ class ShardRecord:
     sha256: str
 
 
-class ShardSink(Protocol):
-    """Where finished shards go instead of staying in the output folder (e.g. a bucket)."""
+# --- the DALI index (docs/shard-format.md, section 4) --------------------------------------------
 
-    def has(self, record: ShardRecord) -> bool:
-        """True when the shard is already stored there, complete (same size and sha256)."""
+IDX_VERSION = "v1.2"
 
-    def put(self, record: ShardRecord, path: Path) -> None:
-        """Store the shard just written at ``path`` (its ``.idx`` stays), then delete ``path``."""
-
-
-class ShardWriter:
-    """Writes one shard under a temporary name and renames it (and its ``.idx``) when complete.
-
-    Headers come from :meth:`tarfile.TarInfo.tobuf` (USTAR); each sample's three members are
-    framed (header, data, NUL padding to 512) and written in one call, and the archive ends like
-    tarfile's: two zero blocks, padded to a 10 KiB record. Same bytes as ``tarfile.addfile``,
-    without its per-member copy loop. No fsync: a killed run loses nothing the kernel holds, and
-    resume re-checks every finished shard's size.
-    """
-
-    def __init__(self, directory: Path, name: str, split: str, tmp_suffix: str = ".partial") -> None:
-        self.dir, self.name, self.split = Path(directory), name, split
-        self._suffix = tmp_suffix
-        self._tmp = self.dir / (name + tmp_suffix)
-        self._file = open(self._tmp, "wb")
-        self._sha = hashlib.sha256()
-        self._offset = 0
-        self._idx: list[str] = []
-        self._info = tarfile.TarInfo()
-        self._info.mtime, self._info.mode = 0, 0o444
-        self._info.uname = self._info.gname = "bigdata"
-
-    def write(self, key: str, members: dict[str, bytes]) -> None:
-        """One sample: ``members`` maps extension -> bytes; written in sorted extension order."""
-        check_key(key)
-        fields, parts = [], []
-        offset = self._offset
-        for ext in sorted(members):
-            data = members[ext]
-            self._info.name, self._info.size = f"{key}.{ext}", len(data)
-            header = self._info.tobuf(tarfile.USTAR_FORMAT, tarfile.ENCODING, "surrogateescape")
-            fields.append(f"{ext} {offset + len(header)} {len(data)} {self._info.name}")
-            parts += (header, data, _PADDING[: -len(data) % tarfile.BLOCKSIZE])
-            offset += len(header) + len(data) + (-len(data) % tarfile.BLOCKSIZE)
-        self._emit(b"".join(parts))
-        self._idx.append(" ".join(fields))
-
-    def _emit(self, blob: bytes) -> None:
-        self._sha.update(blob)
-        self._file.write(blob)
-        self._offset += len(blob)
-
-    def close(self) -> ShardRecord:
-        end = self._offset + 2 * tarfile.BLOCKSIZE
-        self._emit(bytes(2 * tarfile.BLOCKSIZE + (-end % tarfile.RECORDSIZE)))
-        self._file.close()
-        idx_tmp = self.dir / (idx_name(self.name) + self._suffix)
-        idx_tmp.write_text(f"{IDX_VERSION} {len(self._idx)}\n" + "".join(line + "\n" for line in self._idx))
-        os.replace(idx_tmp, self.dir / idx_name(self.name))
-        os.replace(self._tmp, self.dir / self.name)
-        return ShardRecord(self.name, self.split, len(self._idx), self._offset, self._sha.hexdigest())
-
-    def abort(self) -> None:
-        self._file.close()
-        self._tmp.unlink(missing_ok=True)
-
-
-_PADDING = bytes(tarfile.BLOCKSIZE)
-
-
-# --- reading back ----------------------------------------------------------------------------
 
 @dataclass(frozen=True)
 class IdxComponent:
+    """One member of a sample as a DALI index line lists it."""
+
     ext: str
     offset: int
     size: int
@@ -159,48 +110,59 @@ def read_idx(path: Path) -> list[list[IdxComponent]]:
     return samples
 
 
+# --- reading a shard's tar (docs/shard-format.md, section 2) -------------------------------------
+
+@dataclass(frozen=True)
+class ShardSample:
+    """One sample of a shard: its key, its members as the index lists them, and (when read) their bytes."""
+
+    key: str
+    components: list[IdxComponent]
+    members: dict[str, bytes]
+
+
+def read_shard(fileobj: BinaryIO, path: Path, with_data: bool = True) -> Iterator[ShardSample]:
+    """The samples of a shard's tar in order, read front to back from ``fileobj`` (never seeking
+    backwards, so a reader that hashes what passes through sees every byte once); a damaged or
+    truncated shard raises :class:`ShardError` naming ``path``. ``with_data=False``: headers only."""
+    try:
+        tar = tarfile.open(fileobj=fileobj, mode="r:")
+    except tarfile.TarError as e:
+        raise ShardError(f"{path}: not a readable tar ({e})") from None
+    sample: ShardSample | None = None
+    for info in _members(tar, path):
+        key, _, ext = info.name.rsplit("/", 1)[-1].partition(".")
+        if sample is None or key != sample.key:
+            if sample is not None:
+                yield sample
+            sample = ShardSample(key, [], {})
+        sample.components.append(IdxComponent(ext, info.offset_data, info.size, info.name))
+        if with_data:
+            sample.members[ext] = _member_bytes(tar, info, path)
+    if sample is not None:
+        yield sample
+
+
 def index_tar(path: Path) -> list[list[IdxComponent]]:
-    """What the index of a tar should say, computed from the tar itself (for verification)."""
-    samples: list[list[IdxComponent]] = []
-    last_key = None
-    with _open_shard(path) as tar:
-        for info in _members(tar, path):
-            base = info.name.rsplit("/", 1)[-1]
-            key, _, ext = base.partition(".")
-            component = IdxComponent(ext, info.offset_data, info.size, info.name)
-            if key == last_key:
-                samples[-1].append(component)
-            else:
-                samples.append([component])
-                last_key = key
-    return samples
+    """What the index of a tar should say, computed from the tar's headers alone."""
+    with open(path, "rb") as f:
+        return [sample.components for sample in read_shard(f, path, with_data=False)]
 
 
 def iter_samples(path: Path) -> Iterator[tuple[str, dict[str, bytes]]]:
     """(key, {ext: bytes}) for each sample of a shard, in order; a damaged or truncated shard
     raises :class:`ShardError` naming it."""
-    with _open_shard(path) as tar:
-        key, sample = None, {}
-        for info in _members(tar, path):
-            k, _, ext = info.name.rsplit("/", 1)[-1].partition(".")
-            if k != key and key is not None:
-                yield key, sample
-                sample = {}
-            key = k
-            try:
-                sample[ext] = tar.extractfile(info).read()
-            except (tarfile.TarError, EOFError) as e:
-                raise ShardError(f"{path}: member {info.name} at offset {info.offset_data} cannot be read ({e}): "
-                                 "truncated or damaged shard") from None
-        if key is not None:
-            yield key, sample
+    with open(path, "rb") as f:
+        for sample in read_shard(f, path):
+            yield sample.key, sample.members
 
 
-def _open_shard(path: Path) -> tarfile.TarFile:
+def _member_bytes(tar: tarfile.TarFile, info: tarfile.TarInfo, path: Path) -> bytes:
     try:
-        return tarfile.open(path, mode="r:")
-    except tarfile.TarError as e:
-        raise ShardError(f"{path}: not a readable tar ({e})") from None
+        return tar.extractfile(info).read()
+    except (tarfile.TarError, EOFError) as e:
+        raise ShardError(f"{path}: member {info.name} at offset {info.offset_data} cannot be read ({e}): "
+                         "truncated or damaged shard") from None
 
 
 def _members(tar: tarfile.TarFile, path: Path) -> Iterator[tarfile.TarInfo]:
@@ -213,3 +175,15 @@ def _members(tar: tarfile.TarFile, path: Path) -> Iterator[tarfile.TarInfo]:
             return
         if info.isfile():
             yield info
+
+
+# --- the other files of an output folder ---------------------------------------------------------
+
+def read_json(path: Path) -> Any:
+    """A JSON file of an output folder; a missing or damaged one is a :class:`ShardError` naming it."""
+    try:
+        return json.loads(Path(path).read_text())
+    except FileNotFoundError:
+        raise ShardError(f"{path}: not found") from None
+    except (OSError, ValueError) as e:  # UnicodeDecodeError and JSONDecodeError are ValueErrors
+        raise ShardError(f"{path}: not readable JSON ({e})") from None

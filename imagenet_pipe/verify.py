@@ -25,21 +25,23 @@ from typing import Any
 from tqdm import tqdm
 
 from .classes import ClassTable
-from .convert import MANIFEST, TRASH_DIR, WORK_DIR
 from .errors import ImagenetPipeError, ShardError
-from .format import idx_name, index_tar, iter_samples, read_idx
-from .indexes import (
+from .format import (
     CARD_FILE,
     CLASSES_FILE,
     INFO_FILES,
+    MANIFEST,
     SIZES_FILE,
-    dataset_card,
+    TRASH_DIR,
+    WORK_DIR,
+    idx_name,
+    index_tar,
+    iter_samples,
+    read_idx,
     read_json,
-    sizes_index,
-    timm_info,
-    wids_index,
     wids_name,
 )
+from .indexes import dataset_card, sizes_index, timm_info, wids_index
 
 REQUIRED = ("cls", "jpg", "json")
 

@@ -273,7 +273,7 @@ def test_shard_writer_bytes_equal_tarfiles(tmp_path):
     """The framed writer produces exactly what tarfile.addfile writes for the same members."""
     import tarfile
 
-    from imagenet_pipe.format import ShardWriter
+    from imagenet_pipe.conversion.writer import ShardWriter
 
     samples = [(f"k{i}", {"jpg": bytes([i]) * (1000 + 37 * i), "cls": str(i).encode(), "json": b"{}"})
                for i in range(9)]

@@ -15,7 +15,8 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from imagenet_pipe.format import ShardWriter, idx_name
+from imagenet_pipe.conversion.writer import ShardWriter
+from imagenet_pipe.format import idx_name
 from imagenet_pipe.loaders import LoaderDataError, ShardSetError, build_loader
 
 CPU = {"device": "cpu", "num_threads": 2, "num_workers": 0, "size": 32, "dtype": "uint8"}

@@ -96,7 +96,8 @@ def test_verify_detects_damage(tmp_path, shards1k, damage):
         tar.unlink()
         expect = "missing"
     elif damage == "bad_json":  # the first sample's json is not json: reported, and the rest still checked
-        from imagenet_pipe.format import ShardWriter, iter_samples
+        from imagenet_pipe.conversion.writer import ShardWriter
+        from imagenet_pipe.format import iter_samples
 
         samples = list(iter_samples(tar))
         samples[0][1]["json"] = b"{not json"

@@ -69,7 +69,8 @@ def make_many_shards(out: str | Path, source: str | Path, split: str = "validati
     """``count`` tiny shards of ``per_shard`` samples each, copied from the first samples of a
     converted split (bytes shared; ``image``: these JPEG bytes instead), with a DALI ``.idx``
     beside each. Returns (tar paths, idx paths)."""
-    from ..format import ShardWriter, iter_samples
+    from ..conversion.writer import ShardWriter
+    from ..format import iter_samples
     from ..loaders.shardset import ShardSet
 
     out = Path(out)

@@ -1,0 +1,1 @@
+"""Raw download -> globally shuffled, equal-sized WebDataset shards plus every consumer's index."""
