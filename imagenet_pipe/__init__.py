@@ -12,7 +12,7 @@ from __future__ import annotations
 __version__ = "0.1.0"
 
 _LAZY = {
-    "convert": ("imagenet_pipe.convert", "convert"),
+    "convert": ("imagenet_pipe.conversion", "convert"),
     "verify": ("imagenet_pipe.verify", "verify"),
     "build_loader": ("imagenet_pipe.loaders", "build_loader"),
     "LoaderConfig": ("imagenet_pipe.loaders", "LoaderConfig"),

@@ -27,8 +27,7 @@ def csv_list(text: str) -> list[str]:
 
 
 def cmd_convert(args: argparse.Namespace) -> int:
-    from .convert import convert
-    from .hygiene import HygienePolicy
+    from .conversion import HygienePolicy, convert
 
     out = args.out or Path("shards") / args.dataset
     limits = {"max_pixels": args.max_pixels} if args.max_pixels is not None else {}

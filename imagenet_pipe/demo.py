@@ -10,7 +10,7 @@ from __future__ import annotations
 import time
 from pathlib import Path
 
-from .convert import convert
+from .conversion import convert
 from .fakes.imagenet1k import make_imagenet1k
 from .verify import verify
 

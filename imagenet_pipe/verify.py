@@ -25,6 +25,7 @@ from typing import Any
 from tqdm import tqdm
 
 from .classes import ClassTable
+from .conversion.indexes import dataset_card, sizes_index, timm_info, wids_index
 from .errors import ImagenetPipeError, ShardError
 from .format import (
     CARD_FILE,
@@ -41,7 +42,6 @@ from .format import (
     read_json,
     wids_name,
 )
-from .indexes import dataset_card, sizes_index, timm_info, wids_index
 
 REQUIRED = ("cls", "jpg", "json")
 

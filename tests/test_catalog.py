@@ -10,7 +10,7 @@ import random
 import numpy as np
 import pytest
 
-from imagenet_pipe.catalog import _ROWS, Catalog
+from imagenet_pipe.conversion.catalog import _ROWS, Catalog
 from imagenet_pipe.errors import SourceError
 from imagenet_pipe.sources.archive import Containers
 from imagenet_pipe.sources.base import Entry

@@ -11,7 +11,7 @@ import pytest
 import webdataset as wds
 from PIL import Image
 
-from imagenet_pipe.convert import ConvertError, convert
+from imagenet_pipe.conversion import ConvertError, convert
 from imagenet_pipe.format import SAFE_KEY, read_idx
 from imagenet_pipe.sources import SourceError
 
@@ -208,7 +208,7 @@ def test_per_split_sizes_fall_back_to_the_preset_and_typos_are_errors(tmp_path, 
 
 
 def test_max_side_reencodes_large_images(tmp_path, raw1k):
-    from imagenet_pipe.hygiene import HygienePolicy
+    from imagenet_pipe.conversion.hygiene import HygienePolicy
 
     out = tmp_path / "small"
     convert("imagenet1k", raw1k("official"), out, workers=2, shard_size=100, splits=["validation"],

@@ -12,7 +12,8 @@ from pathlib import Path
 import pytest
 
 from imagenet_pipe.cli import main as cli_main
-from imagenet_pipe.convert import WORK_DIR, convert
+from imagenet_pipe.conversion import convert
+from imagenet_pipe.format import WORK_DIR
 from imagenet_pipe.verify import verify
 
 from .conftest import quiet

@@ -15,7 +15,8 @@ from PIL import Image
 
 from imagenet_pipe.classes import subset_indices, wnid_list
 from imagenet_pipe.config import load_preset
-from imagenet_pipe.convert import ConvertError, convert, resolve_options
+from imagenet_pipe.conversion import ConvertError, convert, resolve_options
+from imagenet_pipe.conversion.hygiene import HygienePolicy, clean
 from imagenet_pipe.fakes import make_fake, read_expected
 from imagenet_pipe.fakes.imagenet21k import make_imagenet21k, plan, plan_p
 from imagenet_pipe.fakes.imagenet_c import make_imagenet_c
@@ -23,7 +24,6 @@ from imagenet_pipe.fakes.imagenet_ra import make_renditions
 from imagenet_pipe.fakes.imagenet_sketch import make_imagenet_sketch
 from imagenet_pipe.fakes.imagenet_v2 import make_imagenet_v2
 from imagenet_pipe.format import SAFE_KEY, idx_name
-from imagenet_pipe.hygiene import HygienePolicy, clean
 from imagenet_pipe.sources import SOURCES, SourceError
 from imagenet_pipe.sources.imagenet21k_common import held_out
 from imagenet_pipe.sources.imagenet_c import SPLITS as C_SPLITS

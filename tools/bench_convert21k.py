@@ -28,9 +28,9 @@ from pathlib import Path
 
 import numpy as np
 
-from imagenet_pipe.catalog import Catalog
 from imagenet_pipe.classes import wnid_list
-from imagenet_pipe.convert import convert
+from imagenet_pipe.conversion import convert
+from imagenet_pipe.conversion.catalog import Catalog
 from imagenet_pipe.fakes.common import tar_bytes, write_tar_file
 from imagenet_pipe.fakes.images import ImageFactory
 from imagenet_pipe.sources import open_source

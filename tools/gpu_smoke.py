@@ -79,7 +79,7 @@ class Smoke:
 
 def make_data(work: Path, classes: int, train_per_class: int, val_images: int) -> Path:
     """A fake download (validation: crops of real photos, labelled with their subject) -> shards."""
-    from imagenet_pipe.convert import convert
+    from imagenet_pipe.conversion import convert
     from imagenet_pipe.fakes.imagenet1k import make_imagenet1k
 
     raw, out = work / "raw", work / "shards"

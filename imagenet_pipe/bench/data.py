@@ -40,7 +40,7 @@ def make_bench_shards(out: str | Path, *, train: int = 2560, val: int = 1280, cl
                       log=print) -> Path:
     """Fake ImageNet-1K (official layout, ``train`` + ``val`` images, ``pool`` distinct JPEGs) ->
     ``imagenet-pipe convert`` -> shards in ``out``. Returns ``out``; reuses a finished conversion."""
-    from ..convert import convert
+    from ..conversion import convert
     from ..fakes.imagenet1k import make_imagenet1k, plan
 
     out = Path(out)

@@ -22,9 +22,9 @@ from typing import Any
 
 import yaml
 
-from .classes import ClassTable
-from .files import atomic_write
-from .format import CARD_FILE, CLASSES_FILE, INFO_FILES, SIZES_FILE, wids_name
+from ..classes import ClassTable
+from ..files import atomic_write
+from ..format import CARD_FILE, CLASSES_FILE, INFO_FILES, SIZES_FILE, wids_name
 
 # every sample's json: these fields, plus those of its dataset (SAMPLE_EXTRA_FIELDS, image flags)
 SAMPLE_FIELDS = {"label": "int64", "wnid": "string", "width": "int64", "height": "int64", "filename": "string",

@@ -36,9 +36,9 @@ from typing import Any
 import numpy as np
 from numpy.lib.stride_tricks import sliding_window_view
 
-from .errors import SourceError
-from .sources.archive import Containers
-from .sources.base import Entry
+from ..errors import SourceError
+from ..sources.archive import Containers
+from ..sources.base import Entry
 
 _WORD = 16  # key bytes compared per sorting round (two uint64)
 _ROWS = 1 << 16  # rows per chunk of the vectorised passes (bounds their temporaries)

@@ -47,14 +47,12 @@ from typing import Any
 import numpy as np
 from tqdm import tqdm
 
-from . import __version__
-from .catalog import Catalog
-from .classes import ClassTable
-from .config import load_preset
-from .conversion.writer import ShardSink, ShardWriter
-from .errors import ArchiveError, ImagenetPipeError, ShardError
-from .files import atomic_write
-from .format import (
+from .. import __version__
+from ..classes import ClassTable
+from ..config import load_preset
+from ..errors import ArchiveError, ImagenetPipeError, ShardError
+from ..files import atomic_write
+from ..format import (
     CARD_FILE,
     CLASSES_FILE,
     INFO_FILES,
@@ -69,9 +67,11 @@ from .format import (
     shard_pattern,
     wids_name,
 )
+from ..sources import SourceError, open_source, source_fingerprint
+from ..sources.archive import KIND_FILE, ByteReader, TooLarge
+from .catalog import Catalog
 from .hygiene import BadImage, HygienePolicy, clean
-from .sources import SourceError, open_source, source_fingerprint
-from .sources.archive import KIND_FILE, ByteReader, TooLarge
+from .writer import ShardSink, ShardWriter
 
 CHUNK = 256  # samples per inspection task
 OK, BAD = 1, 2
@@ -368,7 +368,7 @@ class _Run:
         src = open_source(self.opts.dataset, Path(self.opts.source), self.work, self.opts.layout,
                           real_labels=self.opts.real_labels, **self.opts.dataset_options)
         self.log(f"scanning {self.opts.source} ({self.opts.dataset}, {src.layout} layout) ...")
-        from .sources.archive import Containers
+        from ..sources.archive import Containers
 
         containers = Containers()
         entries = src.scan(list(self.opts.splits), containers)
