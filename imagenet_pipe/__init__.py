@@ -13,7 +13,7 @@ __version__ = "0.1.0"
 
 _LAZY = {
     "convert": ("imagenet_pipe.conversion", "convert"),
-    "verify": ("imagenet_pipe.verify", "verify"),
+    "verify": ("imagenet_pipe.verification", "verify"),
     "build_loader": ("imagenet_pipe.loaders", "build_loader"),
     "LoaderConfig": ("imagenet_pipe.loaders", "LoaderConfig"),
     "resolve_config": ("imagenet_pipe.loaders", "resolve_config"),

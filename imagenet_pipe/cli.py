@@ -61,7 +61,7 @@ def cmd_verify(args: argparse.Namespace) -> int:
     if is_s3_url(args.dir):
         from .storage import verify_remote as verify
     else:
-        from .verify import verify
+        from .verification import verify
 
     report = verify(args.dir, decode=args.decode, workers=args.workers, progress=not args.quiet, log=print)
     for problem in report.problems:

@@ -12,7 +12,7 @@ from pathlib import Path
 
 from .conversion import convert
 from .fakes.imagenet1k import make_imagenet1k
-from .verify import verify
+from .verification import verify
 
 
 def _step(title: str) -> None:

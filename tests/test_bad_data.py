@@ -27,7 +27,7 @@ from imagenet_pipe.fakes import damage
 from imagenet_pipe.fakes.imagenet1k import make_imagenet1k
 from imagenet_pipe.fakes.images import ImageFactory
 from imagenet_pipe.format import SAFE_KEY, TRASH_DIR, WORK_DIR, iter_samples
-from imagenet_pipe.verify import verify
+from imagenet_pipe.verification import verify
 
 from .conftest import quiet
 

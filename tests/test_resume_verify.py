@@ -14,7 +14,7 @@ import pytest
 from imagenet_pipe.cli import main as cli_main
 from imagenet_pipe.conversion import convert
 from imagenet_pipe.format import WORK_DIR
-from imagenet_pipe.verify import verify
+from imagenet_pipe.verification import verify
 
 from .conftest import quiet
 
@@ -71,6 +71,33 @@ def test_verify_accepts_a_good_conversion(shards1k):
     report = verify(shards1k, decode=True, workers=2, progress=False)
     assert report.ok, report.problems
     assert report.samples == report.decoded > 0
+
+
+def _bytes_read() -> int:
+    """Bytes this process has read through read() calls so far, page cache included (Linux)."""
+    with open("/proc/self/io") as f:
+        return next(int(line.split()[1]) for line in f if line.startswith("rchar:"))
+
+
+@pytest.mark.skipif(not Path("/proc/self/io").exists(), reason="needs Linux /proc/self/io")
+def test_verify_reads_each_shard_once(shards1k):
+    import json
+
+    from imagenet_pipe.format import idx_name
+    from imagenet_pipe.verification import check_shard
+
+    verify(shards1k, decode=True, workers=1, progress=False)  # imports and lazy set-up out of the way
+    noise = 4096  # the read of /proc/self/io itself; a second pass would add a whole shard (>= 10 KiB)
+    for shard in json.loads((shards1k / "manifest.json").read_text())["shards"]:
+        once = shard["bytes"] + (shards1k / idx_name(shard["name"])).stat().st_size
+        before = _bytes_read()
+        assert check_shard(shards1k, shard, decode=True).problems == []
+        read = _bytes_read() - before
+        assert once <= read < once + noise, f"{shard['name']}: {read} bytes read, {once} in the shard and its .idx"
+    folder = sum(p.stat().st_size for p in shards1k.iterdir() if p.is_file())
+    before = _bytes_read()
+    assert verify(shards1k, workers=1, progress=False).ok
+    assert _bytes_read() - before < folder + noise  # every file of the folder read at most once
 
 
 @pytest.mark.parametrize("damage", ["flip_byte", "idx_offset", "drop_shard", "sizes", "manifest_count", "bad_json"])

@@ -27,7 +27,7 @@ from imagenet_pipe.format import SAFE_KEY, idx_name
 from imagenet_pipe.sources import SOURCES, SourceError
 from imagenet_pipe.sources.imagenet21k_common import held_out
 from imagenet_pipe.sources.imagenet_c import SPLITS as C_SPLITS
-from imagenet_pipe.verify import verify
+from imagenet_pipe.verification import verify
 
 from .conftest import quiet
 
