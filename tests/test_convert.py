@@ -50,7 +50,7 @@ def test_every_layout_converts_with_correct_labels(tmp_path, raw1k, fake1k, layo
 
 def test_devkit_mapping_of_the_first_validation_images(shards1k):
     got = {s["__key__"]: s["cls"] for s in read_back(shards1k, "validation")}
-    # val 1..4 -> ILSVRC2012_ID 490, 361, 171, 822 -> sorted labels (raw-layouts.md, worked example)
+    # val 1..4 -> ILSVRC2012_ID 490, 361, 171, 822 -> sorted labels (docs/raw-layouts.md section 1.2, worked example)
     assert [got[f"ILSVRC2012_val_{i:08d}"] for i in (1, 2, 3, 4)] == [65, 970, 230, 809]
     assert got["ILSVRC2012_val_00019877"] == 998
 

@@ -31,7 +31,7 @@ from imagenet_pipe.verification import verify
 
 from .conftest import quiet
 
-# raw-layouts.md sections 6 and 7: the 1000-way indices of the 200 classes (timm imagenet_{r,a}_indices.txt)
+# docs/raw-layouts.md sections 6 and 7: the 1000-way indices of the 200 classes (timm imagenet_{r,a}_indices.txt)
 R_INDICES = ("1,2,4,6,8,9,11,13,22,23,26,29,31,39,47,63,71,76,79,84,90,94,96,97,99,100,105,107,113,122,125,130,132,"
              "144,145,147,148,150,151,155,160,161,162,163,171,172,178,187,195,199,203,207,208,219,231,232,234,235,"
              "242,245,247,250,251,254,259,260,263,265,267,269,276,277,281,288,289,291,292,293,296,299,301,308,309,"

@@ -37,7 +37,7 @@ from imagenet_pipe.sources import open_source
 from imagenet_pipe.sources.archive import Containers
 
 FALL11_IMAGES = 14_197_122
-FALL11_BYTES = 1.31e12  # fall11_whole.tar, raw-layouts.md section 3.1
+FALL11_BYTES = 1.31e12  # fall11_whole.tar, docs/raw-layouts.md section 3.1
 TARGET_CORES = 64
 
 

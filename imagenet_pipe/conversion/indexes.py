@@ -1,4 +1,5 @@
-"""Every consumer's index, written beside the shards from the shard records (no re-scan).
+"""Every consumer's index, written beside the shards from the shard records (no re-scan);
+the formats are those of ``docs/shard-format.md``, sections 5-9.
 
 * ``_info.json`` (+ identical ``info.json`` for timm <= 0.9.12): timm's wds reader;
 * ``<prefix>-<split>.json``: wids shard index (``wids-shard-index-v1``);

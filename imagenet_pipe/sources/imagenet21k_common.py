@@ -1,4 +1,4 @@
-"""ImageNet-21K rules shared by its three raw layouts (``raw-layouts.md`` section 3).
+"""ImageNet-21K rules shared by its three raw layouts (``docs/raw-layouts.md`` section 3).
 
 * **Label** = 0-based index of the wnid in the chosen class list (dataset option ``class_list``,
   any list of :mod:`imagenet_pipe.classes`). Defaults: the 21,841 sorted fall11 wnids (timm's "22k"

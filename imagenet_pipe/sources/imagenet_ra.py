@@ -24,7 +24,7 @@ from pathlib import Path
 from typing import ClassVar
 
 from ..classes import ClassTable, subset_indices
-from .archive import Containers
+from .archive import ByteReader, Containers
 from .base import Entry, FileRef, Source, SourceError, class_file, class_key, is_image_name, safe_key, walk
 from .imagenet1k_labels import TABLE
 
@@ -80,8 +80,6 @@ class WnidSubsetSource(Source):
 
     def _check_readme(self, containers: Containers, ref: FileRef, where: str) -> None:
         """The README's ``<wnid> <name>`` lines must list exactly this dataset's 200 classes."""
-        from .archive import ByteReader
-
         reader = ByteReader(containers)
         try:
             text = reader.read(ref.cid, ref.offset, ref.size, ref.member).decode("utf-8", "replace")
