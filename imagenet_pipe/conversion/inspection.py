@@ -110,18 +110,18 @@ class ChunkRecord:
         self.fix_off, self.fix_size = np.full(n, -1, np.int64), np.zeros(n, np.int64)
         self.notes, self.flags = [""] * n, [""] * n
 
-    def add(self, j: int, found: Inspection, fix: BinaryIO) -> None:
+    def add(self, j: int, inspection: Inspection, fix: BinaryIO) -> None:
         """Record sample ``j`` of the chunk; its repaired bytes are appended to ``fix``."""
-        if not found.ok:
-            self.status[j], self.notes[j] = QUARANTINED, found.reason
+        if not inspection.ok:
+            self.status[j], self.notes[j] = QUARANTINED, inspection.reason
             return
-        self.status[j], self.width[j], self.height[j] = OK, found.width, found.height
-        if found.flags:
-            self.flags[j] = json.dumps(found.flags, sort_keys=True)
-        if found.repaired is not None:
-            self.fix_off[j], self.fix_size[j] = fix.tell(), len(found.repaired)
-            fix.write(found.repaired)
-            self.notes[j] = json.dumps(found.actions)
+        self.status[j], self.width[j], self.height[j] = OK, inspection.width, inspection.height
+        if inspection.flags:
+            self.flags[j] = json.dumps(inspection.flags, sort_keys=True)
+        if inspection.repaired is not None:
+            self.fix_off[j], self.fix_size[j] = fix.tell(), len(inspection.repaired)
+            fix.write(inspection.repaired)
+            self.notes[j] = json.dumps(inspection.actions)
 
     def save(self, path: Path) -> None:
         tmp = path.with_name(f"{path.stem}.partial-{os.getpid()}.npz")
@@ -152,8 +152,8 @@ class InspectTask(PhaseTask[int, tuple[int, int]]):
         fix_tmp = fix_path.with_name(f"{fix_path.name}.partial-{os.getpid()}")
         with open(fix_tmp, "wb") as fix:
             for j, row in enumerate(rows):
-                found, size = inspect_sample(self.reader, int(row), self.policy)
-                record.add(j, found, fix)
+                inspection, size = inspect_sample(self.reader, int(row), self.policy)
+                record.add(j, inspection, fix)
                 nbytes += size
             has_fixes = fix.tell() > 0
         if has_fixes:
@@ -180,9 +180,9 @@ def inspect(catalog: Catalog, policy: HygienePolicy, work: Path, *, workers: int
     with Throughput("inspect", sum(len(chunks[k]) for k in pending), progress) as bar:
         for samples, nbytes in run_parallel(task, pending, workers, start_method):
             bar.advance(samples, nbytes)
-    found = Inspections.empty(len(catalog))
+    results = Inspections.empty(len(catalog))
     for k in range(len(chunks)):
-        found.add_chunk(ChunkRecord.load(folder / f"{k:06d}.npz"), folder / f"{k:06d}.fix")
-    if (found.status == 0).any():
+        results.add_chunk(ChunkRecord.load(folder / f"{k:06d}.npz"), folder / f"{k:06d}.fix")
+    if (results.status == 0).any():
         raise ConvertError("internal error: some samples were not inspected")
-    return found
+    return results

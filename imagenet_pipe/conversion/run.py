@@ -125,17 +125,17 @@ def _run(opts: ConvertOptions, preset: dict[str, Any], out: Path, files: dict[st
                             log=log)
     classes = ClassTable.load(scanned.class_list)  # the reader may choose it (21K)
     timings["scan"] = time.perf_counter() - started
-    found = inspect(catalog, opts.hygiene, work, workers=settings.workers, progress=settings.progress, log=log)
+    inspections = inspect(catalog, opts.hygiene, work, workers=settings.workers, progress=settings.progress, log=log)
     timings["inspect"] = time.perf_counter() - started - timings["scan"]
-    plan = plan_shards(catalog, found, opts, preset["prefix"], allow_empty_splits=settings.allow_empty_splits,
+    plan = plan_shards(catalog, inspections, opts, preset["prefix"], allow_empty_splits=settings.allow_empty_splits,
                        log=log)
-    task = WriteTask(catalog, found, classes.wnids, out, work / "shards")
+    task = WriteTask(catalog, inspections, classes.wnids, out, work / "shards")
     write_started = time.perf_counter()
     records = write_shards(plan, task, shard_pattern(preset["prefix"], preset["splits"]), workers=settings.workers,
                            sink=settings.sink, progress=settings.progress, log=log)
     timings["write"] = time.perf_counter() - write_started
     manifest = build_manifest(opts=opts, preset=preset, classes=classes, scan=scanned, catalog=catalog,
-                              inspections=found, plan=plan, records=records, source_files=files)
+                              inspections=inspections, plan=plan, records=records, source_files=files)
     write_indexes(out, manifest, classes)
     atomic_write(out / MANIFEST, json.dumps(manifest, indent=1) + "\n")
     log_summary(manifest, log)

@@ -50,20 +50,20 @@ class WriteTask(PhaseTask[ShardPlan, ShardRecord]):
 
     def sample(self, row: int) -> tuple[str, dict[str, bytes]]:
         """A catalog row as a shard sample: key, and the ``cls``, ``jpg`` and ``json`` members."""
-        c, found = self.catalog.columns, self.inspections
-        if found.fix_file[row] >= 0:
-            data = self.reader.fixed_bytes(int(found.fix_file[row]), int(found.fix_offset[row]),
-                                           int(found.fix_size[row]))
+        c, inspections = self.catalog.columns, self.inspections
+        if inspections.fix_file[row] >= 0:
+            data = self.reader.fixed_bytes(int(inspections.fix_file[row]), int(inspections.fix_offset[row]),
+                                           int(inspections.fix_size[row]))
         else:
             data = self.reader.raw_bytes(row)
         label = int(c["label"][row])
-        meta = {"label": label, "wnid": self.wnids[label] if label >= 0 else None, "width": int(found.width[row]),
-                "height": int(found.height[row]), "filename": c["filename"][row]}
+        meta = {"label": label, "wnid": self.wnids[label] if label >= 0 else None, "width": int(inspections.width[row]),
+                "height": int(inspections.height[row]), "filename": c["filename"][row]}
         extra = c["extra"][row]
         if extra:
             meta.update(json.loads(extra))
-        meta.update(found.flags.get(row, {}))
-        meta["hygiene"] = found.actions.get(row, [])  # always there: one schema for every sample (HF)
+        meta.update(inspections.flags.get(row, {}))
+        meta["hygiene"] = inspections.actions.get(row, [])  # always there: one schema for every sample (HF)
         return c["key"][row], {"cls": str(label).encode(), "jpg": data, "json": json.dumps(meta).encode()}
 
 
