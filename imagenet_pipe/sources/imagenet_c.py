@@ -18,7 +18,6 @@ from __future__ import annotations
 from collections.abc import Iterator
 from pathlib import Path
 
-from ..metrics import SEVERITIES
 from .archive import Containers
 from .base import WNID, Entry, FileRef, Source, SourceError, safe_key, walk, walk_dir
 from .imagenet1k_labels import TABLE, real_extra, val_number
@@ -32,6 +31,7 @@ ARCHIVES = {
     "extra.tar": ("speckle_noise", "gaussian_blur", "spatter", "saturate"),
 }
 CORRUPTIONS = tuple(c for group in ARCHIVES.values() for c in group)
+SEVERITIES = (1, 2, 3, 4, 5)  # the <corruption>/<severity>/ folders
 SEVERITY_NAMES = frozenset(str(s) for s in SEVERITIES)
 SPLITS = tuple(f"{c}-{s}" for c in CORRUPTIONS for s in SEVERITIES)
 
