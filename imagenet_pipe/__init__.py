@@ -12,8 +12,8 @@ from __future__ import annotations
 __version__ = "0.1.0"
 
 _LAZY = {
-    "convert": ("imagenet_pipe.convert", "convert"),
-    "verify": ("imagenet_pipe.verify", "verify"),
+    "convert": ("imagenet_pipe.conversion", "convert"),
+    "verify": ("imagenet_pipe.verification", "verify"),
     "build_loader": ("imagenet_pipe.loaders", "build_loader"),
     "LoaderConfig": ("imagenet_pipe.loaders", "LoaderConfig"),
     "resolve_config": ("imagenet_pipe.loaders", "resolve_config"),

@@ -27,8 +27,7 @@ def csv_list(text: str) -> list[str]:
 
 
 def cmd_convert(args: argparse.Namespace) -> int:
-    from .convert import convert
-    from .hygiene import HygienePolicy
+    from .conversion import HygienePolicy, convert
 
     out = args.out or Path("shards") / args.dataset
     limits = {"max_pixels": args.max_pixels} if args.max_pixels is not None else {}
@@ -62,7 +61,7 @@ def cmd_verify(args: argparse.Namespace) -> int:
     if is_s3_url(args.dir):
         from .storage import verify_remote as verify
     else:
-        from .verify import verify
+        from .verification import verify
 
     report = verify(args.dir, decode=args.decode, workers=args.workers, progress=not args.quiet, log=print)
     for problem in report.problems:

@@ -10,9 +10,9 @@ from __future__ import annotations
 import time
 from pathlib import Path
 
-from .convert import convert
+from .conversion import convert
 from .fakes.imagenet1k import make_imagenet1k
-from .verify import verify
+from .verification import verify
 
 
 def _step(title: str) -> None:

@@ -41,13 +41,12 @@ import torch
 from . import __version__
 from .errors import OptionsError, ShardError
 from .eval_cli import PRECISIONS
-from .indexes import read_json
+from .format import idx_name, iter_samples, read_idx, read_json
 from .loaders import DistInfo, LoaderConfig, dist_info, make_loader, resolve_config
 from .loaders.common import resolve_device
 from .loaders.shardset import ShardSet
 from .metrics import corruption_summary, real_accuracy, topk_accuracy
 from .models import LoadedModel, load_model
-from .shards import idx_name, iter_samples, read_idx
 
 TOPK = 5
 PREPROCESSING = ("size", "crop_pct", "interpolation", "mean", "std")

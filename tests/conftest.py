@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 
-from imagenet_pipe.convert import convert
+from imagenet_pipe.conversion import convert
 from imagenet_pipe.fakes.imagenet1k import FakeImageNet1k, make_imagenet1k, plan
 
 # (layout, variant) pairs covering every raw form of ImageNet-1K the converter accepts

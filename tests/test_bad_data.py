@@ -20,14 +20,14 @@ import pytest
 from PIL import Image
 
 from imagenet_pipe.cli import main as cli_main
-from imagenet_pipe.convert import TRASH_DIR, WORK_DIR, ConvertError, convert
+from imagenet_pipe.conversion import ConvertError, convert
+from imagenet_pipe.conversion.hygiene import HygienePolicy
 from imagenet_pipe.errors import ArchiveError, ImagenetPipeError, SourceError
 from imagenet_pipe.fakes import damage
 from imagenet_pipe.fakes.imagenet1k import make_imagenet1k
 from imagenet_pipe.fakes.images import ImageFactory
-from imagenet_pipe.hygiene import HygienePolicy
-from imagenet_pipe.shards import SAFE_KEY, iter_samples
-from imagenet_pipe.verify import verify
+from imagenet_pipe.format import SAFE_KEY, TRASH_DIR, WORK_DIR, iter_samples
+from imagenet_pipe.verification import verify
 
 from .conftest import quiet
 
@@ -186,8 +186,8 @@ def test_an_unreadable_class_folder_stops_the_scan(tmp_path, fake1k):
 
 
 def _scan_error(src: Path) -> str:
-    from imagenet_pipe.archive import Containers
     from imagenet_pipe.sources import open_source
+    from imagenet_pipe.sources.archive import Containers
 
     source = open_source("imagenet1k", src, src.parent / "work", "folder")
     try:

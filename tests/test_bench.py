@@ -20,8 +20,8 @@ from imagenet_pipe.bench.gpu import parse_dmon
 from imagenet_pipe.bench.report import ratios, table, withheld_ratios
 from imagenet_pipe.bench.timing import STEADY_QUEUES, steady_window, summary, time_epochs, time_stream
 from imagenet_pipe.cli import main
+from imagenet_pipe.format import idx_name, index_tar, read_idx
 from imagenet_pipe.loaders import build_loader
-from imagenet_pipe.shards import idx_name, index_tar, read_idx
 
 PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
 STAGE_KEYS = {"img_s", "backend"}

@@ -10,9 +10,10 @@ import random
 import numpy as np
 import pytest
 
-from imagenet_pipe.archive import Containers
-from imagenet_pipe.catalog import _ROWS, Catalog, Entry
+from imagenet_pipe.conversion.catalog import _ROWS, Catalog
 from imagenet_pipe.errors import SourceError
+from imagenet_pipe.sources.archive import Containers
+from imagenet_pipe.sources.base import Entry
 
 SPLITS = ["train", "validation", "gaussian_noise-3"]  # not alphabetical: splits sort by this order
 ALPHABET = "ab_-09nzéß€😀"  # 1- to 4-byte UTF-8 characters

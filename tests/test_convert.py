@@ -11,8 +11,8 @@ import pytest
 import webdataset as wds
 from PIL import Image
 
-from imagenet_pipe.convert import ConvertError, convert
-from imagenet_pipe.shards import SAFE_KEY, read_idx
+from imagenet_pipe.conversion import ConvertError, convert
+from imagenet_pipe.format import SAFE_KEY, read_idx
 from imagenet_pipe.sources import SourceError
 
 from .conftest import LAYOUTS_1K, quiet
@@ -50,7 +50,7 @@ def test_every_layout_converts_with_correct_labels(tmp_path, raw1k, fake1k, layo
 
 def test_devkit_mapping_of_the_first_validation_images(shards1k):
     got = {s["__key__"]: s["cls"] for s in read_back(shards1k, "validation")}
-    # val 1..4 -> ILSVRC2012_ID 490, 361, 171, 822 -> sorted labels (raw-layouts.md, worked example)
+    # val 1..4 -> ILSVRC2012_ID 490, 361, 171, 822 -> sorted labels (docs/raw-layouts.md section 1.2, worked example)
     assert [got[f"ILSVRC2012_val_{i:08d}"] for i in (1, 2, 3, 4)] == [65, 970, 230, 809]
     assert got["ILSVRC2012_val_00019877"] == 998
 
@@ -208,7 +208,7 @@ def test_per_split_sizes_fall_back_to_the_preset_and_typos_are_errors(tmp_path, 
 
 
 def test_max_side_reencodes_large_images(tmp_path, raw1k):
-    from imagenet_pipe.hygiene import HygienePolicy
+    from imagenet_pipe.conversion.hygiene import HygienePolicy
 
     out = tmp_path / "small"
     convert("imagenet1k", raw1k("official"), out, workers=2, shard_size=100, splits=["validation"],
@@ -273,7 +273,7 @@ def test_shard_writer_bytes_equal_tarfiles(tmp_path):
     """The framed writer produces exactly what tarfile.addfile writes for the same members."""
     import tarfile
 
-    from imagenet_pipe.shards import ShardWriter
+    from imagenet_pipe.conversion.writer import ShardWriter
 
     samples = [(f"k{i}", {"jpg": bytes([i]) * (1000 + 37 * i), "cls": str(i).encode(), "json": b"{}"})
                for i in range(9)]

@@ -20,7 +20,7 @@ FAST = {"device": "cpu", "num_threads": 2, "num_workers": 0, "size": 32, "dtype"
 @pytest.fixture(scope="session")
 def shards_287(tmp_path_factory):
     """287 training samples (one of 288 quarantined) in shards of 23-24: nothing divides evenly."""
-    from imagenet_pipe.convert import convert
+    from imagenet_pipe.conversion import convert
     from imagenet_pipe.fakes.imagenet1k import make_imagenet1k
 
     raw, out = tmp_path_factory.mktemp("raw287"), tmp_path_factory.mktemp("shards287")

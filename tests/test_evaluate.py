@@ -24,7 +24,7 @@ import webdataset as wds
 from torch import nn
 
 from imagenet_pipe import cli
-from imagenet_pipe.convert import convert
+from imagenet_pipe.conversion import convert
 from imagenet_pipe.evaluate import evaluate, resolve_clean_error
 from imagenet_pipe.fakes.imagenet1k import make_imagenet1k
 from imagenet_pipe.fakes.imagenet_c import make_imagenet_c

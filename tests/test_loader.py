@@ -132,7 +132,7 @@ def test_labels_must_be_decimal_integers_in_range():
 @pytest.fixture(scope="module")
 def photo_shards(tmp_path_factory):
     """Validation shards of 200 crops of real photos whose subject is an ImageNet class."""
-    from imagenet_pipe.convert import convert
+    from imagenet_pipe.conversion import convert
     from imagenet_pipe.fakes.imagenet1k import make_imagenet1k
 
     raw, out = tmp_path_factory.mktemp("photos-raw"), tmp_path_factory.mktemp("photos")

@@ -13,8 +13,9 @@ import numpy as np
 import pytest
 from PIL import Image
 
+from imagenet_pipe.conversion.writer import ShardWriter
+from imagenet_pipe.format import idx_name
 from imagenet_pipe.loaders import LoaderDataError, ShardSetError, build_loader
-from imagenet_pipe.shards import ShardWriter, idx_name
 
 from .timeouts import deadline
 

@@ -12,8 +12,9 @@ from pathlib import Path
 import pytest
 
 from imagenet_pipe.cli import main as cli_main
-from imagenet_pipe.convert import WORK_DIR, convert
-from imagenet_pipe.verify import verify
+from imagenet_pipe.conversion import convert
+from imagenet_pipe.format import WORK_DIR
+from imagenet_pipe.verification import verify
 
 from .conftest import quiet
 
@@ -72,6 +73,33 @@ def test_verify_accepts_a_good_conversion(shards1k):
     assert report.samples == report.decoded > 0
 
 
+def _bytes_read() -> int:
+    """Bytes this process has read through read() calls so far, page cache included (Linux)."""
+    with open("/proc/self/io") as f:
+        return next(int(line.split()[1]) for line in f if line.startswith("rchar:"))
+
+
+@pytest.mark.skipif(not Path("/proc/self/io").exists(), reason="needs Linux /proc/self/io")
+def test_verify_reads_each_shard_once(shards1k):
+    import json
+
+    from imagenet_pipe.format import idx_name
+    from imagenet_pipe.verification import check_shard
+
+    verify(shards1k, decode=True, workers=1, progress=False)  # imports and lazy set-up out of the way
+    noise = 4096  # the read of /proc/self/io itself; a second pass would add a whole shard (>= 10 KiB)
+    for shard in json.loads((shards1k / "manifest.json").read_text())["shards"]:
+        once = shard["bytes"] + (shards1k / idx_name(shard["name"])).stat().st_size
+        before = _bytes_read()
+        assert check_shard(shards1k, shard, decode=True).problems == []
+        read = _bytes_read() - before
+        assert once <= read < once + noise, f"{shard['name']}: {read} bytes read, {once} in the shard and its .idx"
+    folder = sum(p.stat().st_size for p in shards1k.iterdir() if p.is_file())
+    before = _bytes_read()
+    assert verify(shards1k, workers=1, progress=False).ok
+    assert _bytes_read() - before < folder + noise  # every file of the folder read at most once
+
+
 @pytest.mark.parametrize("damage", ["flip_byte", "idx_offset", "drop_shard", "sizes", "manifest_count", "bad_json"])
 def test_verify_detects_damage(tmp_path, shards1k, damage):
     import shutil
@@ -96,7 +124,8 @@ def test_verify_detects_damage(tmp_path, shards1k, damage):
         tar.unlink()
         expect = "missing"
     elif damage == "bad_json":  # the first sample's json is not json: reported, and the rest still checked
-        from imagenet_pipe.shards import ShardWriter, iter_samples
+        from imagenet_pipe.conversion.writer import ShardWriter
+        from imagenet_pipe.format import iter_samples
 
         samples = list(iter_samples(tar))
         samples[0][1]["json"] = b"{not json"

@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 
 from imagenet_pipe.cli import main as cli_main
-from imagenet_pipe.convert import convert
+from imagenet_pipe.conversion import convert
 from imagenet_pipe.storage import IntegrityError, S3Client, S3Url, StorageError, sync
 
 from .conftest import quiet

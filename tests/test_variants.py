@@ -15,23 +15,23 @@ from PIL import Image
 
 from imagenet_pipe.classes import subset_indices, wnid_list
 from imagenet_pipe.config import load_preset
-from imagenet_pipe.convert import ConvertError, convert, resolve_options
+from imagenet_pipe.conversion import ConvertError, convert, resolve_options
+from imagenet_pipe.conversion.hygiene import HygienePolicy, clean
 from imagenet_pipe.fakes import make_fake, read_expected
 from imagenet_pipe.fakes.imagenet21k import make_imagenet21k, plan, plan_p
 from imagenet_pipe.fakes.imagenet_c import make_imagenet_c
 from imagenet_pipe.fakes.imagenet_ra import make_renditions
 from imagenet_pipe.fakes.imagenet_sketch import make_imagenet_sketch
 from imagenet_pipe.fakes.imagenet_v2 import make_imagenet_v2
-from imagenet_pipe.hygiene import HygienePolicy, clean
-from imagenet_pipe.shards import SAFE_KEY, idx_name
+from imagenet_pipe.format import SAFE_KEY, idx_name
 from imagenet_pipe.sources import SOURCES, SourceError
 from imagenet_pipe.sources.imagenet21k_common import held_out
 from imagenet_pipe.sources.imagenet_c import SPLITS as C_SPLITS
-from imagenet_pipe.verify import verify
+from imagenet_pipe.verification import verify
 
 from .conftest import quiet
 
-# raw-layouts.md sections 6 and 7: the 1000-way indices of the 200 classes (timm imagenet_{r,a}_indices.txt)
+# docs/raw-layouts.md sections 6 and 7: the 1000-way indices of the 200 classes (timm imagenet_{r,a}_indices.txt)
 R_INDICES = ("1,2,4,6,8,9,11,13,22,23,26,29,31,39,47,63,71,76,79,84,90,94,96,97,99,100,105,107,113,122,125,130,132,"
              "144,145,147,148,150,151,155,160,161,162,163,171,172,178,187,195,199,203,207,208,219,231,232,234,235,"
              "242,245,247,250,251,254,259,260,263,265,267,269,276,277,281,288,289,291,292,293,296,299,301,308,309,"

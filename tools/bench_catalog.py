@@ -46,8 +46,8 @@ def synthetic_entries(count: int, holdout: int, seed: int) -> Iterator[Any]:
     """``count`` fall11-like entries, one class after another, in shuffled archive order."""
     import numpy as np
 
-    from imagenet_pipe.catalog import Entry
     from imagenet_pipe.classes import wnid_list
+    from imagenet_pipe.sources.base import Entry
 
     rng = np.random.default_rng(seed)
     wnids = wnid_list("imagenet21k")
@@ -85,7 +85,7 @@ def catalog_bytes(catalog: Any) -> int | None:
     """Bytes held by the finished catalog's arrays (string blobs include their padding); None for
     a version of the catalog without these column types."""
     try:
-        from imagenet_pipe.catalog import CodedColumn, StringColumn
+        from imagenet_pipe.conversion.catalog import CodedColumn, StringColumn
     except ImportError:
         return None
 
@@ -139,8 +139,8 @@ def child(count: int, holdout: int, seed: int) -> dict[str, Any]:
     os.sched_setaffinity(0, {min(os.sched_getaffinity(0))})
     import numpy as np
 
-    from imagenet_pipe.archive import Containers
-    from imagenet_pipe.catalog import Catalog
+    from imagenet_pipe.conversion.catalog import Catalog
+    from imagenet_pipe.sources.archive import Containers
 
     def entries_then_lap() -> Iterator[Any]:
         yield from synthetic_entries(count, holdout, seed)
@@ -170,7 +170,7 @@ def child(count: int, holdout: int, seed: int) -> dict[str, Any]:
 def after_build(catalog: Any, clock: Clock) -> int:
     """What a conversion does with the catalog next (after the peak was read): the manifest's
     fingerprint, and saving it for a resume / loading it back. Returns the file's size."""
-    from imagenet_pipe.catalog import Catalog
+    from imagenet_pipe.conversion.catalog import Catalog
 
     clock.lap("check")
     catalog.fingerprint()

@@ -28,16 +28,16 @@ from pathlib import Path
 
 import numpy as np
 
-from imagenet_pipe.archive import Containers
-from imagenet_pipe.catalog import Catalog
 from imagenet_pipe.classes import wnid_list
-from imagenet_pipe.convert import convert
+from imagenet_pipe.conversion import convert
+from imagenet_pipe.conversion.catalog import Catalog
 from imagenet_pipe.fakes.common import tar_bytes, write_tar_file
 from imagenet_pipe.fakes.images import ImageFactory
 from imagenet_pipe.sources import open_source
+from imagenet_pipe.sources.archive import Containers
 
 FALL11_IMAGES = 14_197_122
-FALL11_BYTES = 1.31e12  # fall11_whole.tar, raw-layouts.md section 3.1
+FALL11_BYTES = 1.31e12  # fall11_whole.tar, docs/raw-layouts.md section 3.1
 TARGET_CORES = 64
 
 

@@ -79,7 +79,7 @@ class Smoke:
 
 def make_data(work: Path, classes: int, train_per_class: int, val_images: int) -> Path:
     """A fake download (validation: crops of real photos, labelled with their subject) -> shards."""
-    from imagenet_pipe.convert import convert
+    from imagenet_pipe.conversion import convert
     from imagenet_pipe.fakes.imagenet1k import make_imagenet1k
 
     raw, out = work / "raw", work / "shards"
@@ -94,7 +94,8 @@ def make_data(work: Path, classes: int, train_per_class: int, val_images: int) -
 def make_bad_shards(shards: Path, out: Path) -> tuple[Path, dict[str, str]]:
     """Split "validation" of two shards: 8 good samples, then 8 with a truncated JPEG (3rd) and a
     sample without its jpg (5th). Returns the folder and {key: what is wrong}."""
-    from imagenet_pipe.shards import ShardWriter, iter_samples
+    from imagenet_pipe.conversion.writer import ShardWriter
+    from imagenet_pipe.format import iter_samples
 
     names = json.loads((shards / "_info.json").read_text())["splits"]["validation"]["filenames"]
     out.mkdir(parents=True, exist_ok=True)

@@ -14,7 +14,7 @@ import shutil
 from concurrent.futures import ProcessPoolExecutor
 from pathlib import Path
 
-from ..shards import idx_name
+from ..format import idx_name
 
 
 def _draw(args: tuple[int, int, str]) -> list[bytes]:
@@ -40,7 +40,7 @@ def make_bench_shards(out: str | Path, *, train: int = 2560, val: int = 1280, cl
                       log=print) -> Path:
     """Fake ImageNet-1K (official layout, ``train`` + ``val`` images, ``pool`` distinct JPEGs) ->
     ``imagenet-pipe convert`` -> shards in ``out``. Returns ``out``; reuses a finished conversion."""
-    from ..convert import convert
+    from ..conversion import convert
     from ..fakes.imagenet1k import make_imagenet1k, plan
 
     out = Path(out)
@@ -69,8 +69,9 @@ def make_many_shards(out: str | Path, source: str | Path, split: str = "validati
     """``count`` tiny shards of ``per_shard`` samples each, copied from the first samples of a
     converted split (bytes shared; ``image``: these JPEG bytes instead), with a DALI ``.idx``
     beside each. Returns (tar paths, idx paths)."""
+    from ..conversion.writer import ShardWriter
+    from ..format import iter_samples
     from ..loaders.shardset import ShardSet
-    from ..shards import ShardWriter, iter_samples
 
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)

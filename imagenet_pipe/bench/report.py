@@ -9,7 +9,7 @@ import json
 from pathlib import Path
 from typing import Any
 
-from ..indexes import atomic_write
+from ..files import atomic_write
 from .timing import STEADY_QUEUES, median
 
 STAGE_LABELS = {

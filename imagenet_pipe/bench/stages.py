@@ -22,9 +22,9 @@ from typing import Any
 
 import torch
 
+from ..format import idx_name, read_idx
 from ..loaders.config import LoaderConfig
 from ..loaders.shardset import DistInfo, ShardSet
-from ..shards import idx_name, read_idx
 from .timing import Window, steady_window, summary, synchronizer, time_epochs, time_stream
 
 SINGLE = DistInfo(0, 1, 0)  # the benchmark is one process
@@ -50,7 +50,7 @@ class StageContext:
 
 def jpeg_bytes_per_sample(shards: ShardSet, limit: int = 64) -> float:
     """Mean JPEG payload per sample, from the ``.idx`` files (or the tars) of up to ``limit`` shards."""
-    from ..shards import index_tar
+    from ..format import index_tar
 
     sizes: list[int] = []
     for path in shards.paths[:limit]:

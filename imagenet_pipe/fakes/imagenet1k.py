@@ -1,4 +1,4 @@
-"""A small ImageNet-1K in each of its real raw layouts (``raw-layouts.md`` sections 1-2).
+"""A small ImageNet-1K in each of its real raw layouts (``docs/raw-layouts.md`` sections 1-2).
 
 * ``official``: ``ILSVRC2012_img_train.tar`` (a tar of ``<wnid>.tar`` tars), ``ILSVRC2012_img_val.tar``
   (flat, members in shuffled order) and ``ILSVRC2012_devkit_t12.tar.gz`` with a structured

@@ -1,4 +1,4 @@
-"""A small ImageNet-21K in each of its raw layouts (``raw-layouts.md`` section 3).
+"""A small ImageNet-21K in each of its raw layouts (``docs/raw-layouts.md`` section 3).
 
 * ``fall11``: ``fall11_whole.tar``, a tar of ``<wnid>.tar`` (no folder prefix), each holding
   ``<wnid>_<n>.JPEG`` with unpadded, non-consecutive numbers, in shuffled member order;

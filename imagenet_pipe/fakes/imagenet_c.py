@@ -1,4 +1,4 @@
-"""A small ImageNet-C (``raw-layouts.md`` section 5): some of the five corruption-group archives.
+"""A small ImageNet-C (``docs/raw-layouts.md`` section 5): some of the five corruption-group archives.
 
 Members ``<corruption>/<severity>/<wnid>/ILSVRC2012_val_XXXXXXXX.JPEG``: validation images after
 Resize(256) + CenterCrop(224), corrupted with a strength growing with the severity, saved by PIL as

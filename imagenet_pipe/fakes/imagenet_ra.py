@@ -1,4 +1,4 @@
-"""Small ImageNet-R and ImageNet-A downloads (``raw-layouts.md`` sections 6-7), one writer.
+"""Small ImageNet-R and ImageNet-A downloads (``docs/raw-layouts.md`` sections 6-7), one writer.
 
 ``imagenet-r.tar`` -> ``imagenet-r/`` + ``imagenet-r/<wnid>/`` folders, ``art_0.jpg``,
 ``cartoon_12.jpg``, ... (rendition type + number; names repeat across classes) and

@@ -1,4 +1,4 @@
-"""A small ImageNet-Sketch (``raw-layouts.md`` section 8): ``ImageNet-Sketch.zip``.
+"""A small ImageNet-Sketch (``docs/raw-layouts.md`` section 8): ``ImageNet-Sketch.zip``.
 
 ``sketch/<wnid>/sketch_<n>.JPEG`` (with the zip's folder entries), dark strokes on white. The
 first class has more images than the others (the real set tops up classes to >= 50 and some have

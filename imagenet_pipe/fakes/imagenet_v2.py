@@ -1,4 +1,4 @@
-"""A small ImageNet-V2 (``raw-layouts.md`` section 4): the three ``imagenetv2-*.tar.gz`` archives.
+"""A small ImageNet-V2 (``docs/raw-layouts.md`` section 4): the three ``imagenetv2-*.tar.gz`` archives.
 
 Each holds ``imagenetv2-<set>-format-val/<class index>/<sha1 of the bytes>.jpeg`` (lowercase
 ``.jpeg``, folders unpadded). Folders ``0, 1, 2, 10, 100, 999`` are always present so that string

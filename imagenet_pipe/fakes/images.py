@@ -66,7 +66,7 @@ def png_bytes(img: Image.Image) -> bytes:
     return buf.getvalue()
 
 
-# --- the quirks found in the real downloads (raw-layouts.md section 2) ---------------------
+# --- the quirks found in the real downloads (docs/raw-layouts.md section 2) ---------------------
 
 def cmyk_jpeg(img: Image.Image) -> bytes:
     """A 4-channel Adobe CMYK JPEG, like the 22 train files and ILSVRC2012_val_00019877."""

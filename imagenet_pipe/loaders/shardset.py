@@ -23,7 +23,7 @@ from pathlib import Path
 import numpy as np
 
 from ..errors import ShardError
-from ..shards import IdxComponent, idx_name, index_tar, read_idx
+from ..format import IdxComponent, idx_name, index_tar, read_idx
 
 
 class ShardSetError(ShardError):

@@ -17,17 +17,41 @@ from abc import ABC, abstractmethod
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import ClassVar
+from typing import Any, ClassVar, NamedTuple
 
-from ..archive import KIND_DIR, KIND_ZIP, Containers, ScanLog, compression_of, iter_tar, open_zip
-from ..catalog import Entry
 from ..errors import SourceError
+from .archive import (
+    KIND_DIR,
+    KIND_FILE,
+    KIND_ZIP,
+    Containers,
+    ScanLog,
+    compression_of,
+    iter_nested_tar,
+    iter_tar,
+    open_zip,
+    spool_decompressed,
+)
 
 IMAGE_SUFFIXES = (".jpeg", ".jpg", ".png")
 TAR_SUFFIXES = (".tar", ".tar.gz", ".tgz")
 WNID = re.compile(r"^n\d{8}$")
 UNSAFE_KEY_CHARS = re.compile(r"[^A-Za-z0-9_-]")
 MAX_KEY = 90  # shard member names must stay under tar's 100 bytes with the extension
+
+
+class Entry(NamedTuple):
+    """One raw sample as a source module reports it."""
+
+    split: str
+    key: str  # safe WebDataset key, unique within the split
+    filename: str  # original name, recorded in the sample's json
+    label: int
+    cid: int  # container id (see archive.Containers)
+    offset: int = 0
+    size: int = 0
+    member: str = ""  # member name / relative path for zip and dir containers
+    extra: dict[str, Any] | None = None  # dataset-specific json fields
 
 
 @dataclass(frozen=True)
@@ -112,7 +136,6 @@ def iter_class_tars(src: Source, path: Path, containers: Containers) -> Iterator
     """(wnid, where, container id, inner members) for every ``<wnid>.tar`` in a tar of per-class
     tars (ImageNet-1K train, fall11, winter21), read by offset; compressed archives are spooled.
     Other members are recorded as ignored. Consume each member iterator before the next item."""
-    from ..archive import iter_nested_tar
 
     cid, readable = containers.open_tar(path, src.spool_dir)
     with open(readable, "rb") as f:
@@ -186,8 +209,6 @@ def walk_tar(src: Source, path: Path, containers: Containers) -> Iterator[FileRe
 
 def spool_zip_member(src: Source, zip_path: Path, member: str, containers: Containers) -> Iterator[FileRef]:
     """Files of a tar(.gz) stored inside a zip (the Kaggle download), via a decompressed spool."""
-    from ..archive import KIND_FILE, spool_decompressed
-
     dest = src.spool_dir / (Path(member).name + ".spool.tar")
     where = f"{zip_path.name}:{member}"
     with open_zip(zip_path) as zf, zf.open(member) as raw:

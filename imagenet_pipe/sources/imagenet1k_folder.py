@@ -10,9 +10,8 @@ from __future__ import annotations
 from collections.abc import Iterator
 from pathlib import Path
 
-from ..archive import Containers
-from ..catalog import Entry
-from .base import WNID, Source, SourceError, file_key, is_image_name, walk_dir
+from .archive import Containers
+from .base import WNID, Entry, Source, SourceError, file_key, is_image_name, walk_dir
 from .imagenet1k_labels import (
     DEVKIT,
     TABLE,

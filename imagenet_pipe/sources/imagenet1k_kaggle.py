@@ -11,9 +11,9 @@ from __future__ import annotations
 from collections.abc import Iterator
 from pathlib import Path
 
-from ..archive import Containers, open_zip, read_zip_member
-from ..catalog import Entry
+from .archive import Containers, open_zip, read_zip_member
 from .base import (
+    Entry,
     FileRef,
     Source,
     SourceError,

@@ -1,4 +1,4 @@
-"""ImageNet-1K label rules shared by its three raw layouts (``raw-layouts.md`` section 1).
+"""ImageNet-1K label rules shared by its three raw layouts (``docs/raw-layouts.md`` section 1).
 
 * train: the wnid of the class folder / inner tar -> sorted index;
 * validation: file ``ILSVRC2012_val_{i:08d}`` -> ground-truth line i (an ILSVRC2012_ID in devkit

@@ -5,9 +5,8 @@ from __future__ import annotations
 from collections.abc import Iterator
 from pathlib import Path
 
-from ..archive import Containers, iter_tar
-from ..catalog import Entry
-from .base import Source, SourceError, file_key, is_image_name, iter_class_tars
+from .archive import Containers, iter_tar
+from .base import Entry, Source, SourceError, file_key, is_image_name, iter_class_tars
 from .imagenet1k_labels import devkit_val_label, read_devkit, real_extra, train_label, val_number
 
 TRAIN_TAR = "ILSVRC2012_img_train.tar"

@@ -1,4 +1,4 @@
-"""ImageNet-21K rules shared by its three raw layouts (``raw-layouts.md`` section 3).
+"""ImageNet-21K rules shared by its three raw layouts (``docs/raw-layouts.md`` section 3).
 
 * **Label** = 0-based index of the wnid in the chosen class list (dataset option ``class_list``,
   any list of :mod:`imagenet_pipe.classes`). Defaults: the 21,841 sorted fall11 wnids (timm's "22k"
@@ -24,10 +24,9 @@ import hashlib
 from collections.abc import Iterator
 from pathlib import Path
 
-from ..archive import Containers
-from ..catalog import Entry
 from ..classes import ClassTable, wnid_list
-from .base import WNID, Source, SourceError, class_key, is_image_name, iter_class_tars
+from .archive import Containers
+from .base import WNID, Entry, Source, SourceError, class_key, is_image_name, iter_class_tars
 
 DEFAULT_CLASS_LIST = "imagenet21k"  # sorted fall11 wnids (timm imagenet22k_synsets.txt)
 

@@ -10,9 +10,8 @@ from __future__ import annotations
 from collections.abc import Iterator
 from pathlib import Path
 
-from ..archive import Containers
-from ..catalog import Entry
-from .base import SourceError
+from .archive import Containers
+from .base import Entry, SourceError
 from .imagenet21k_common import ImageNet21kSource
 
 ARCHIVE = "fall11_whole.tar"

@@ -22,10 +22,9 @@ from collections import Counter
 from collections.abc import Iterator
 from pathlib import Path
 
-from ..archive import Containers
-from ..catalog import Entry
 from ..classes import wnid_list
-from .base import WNID, FileRef, SourceError, class_key, is_image_name, walk
+from .archive import Containers
+from .base import WNID, Entry, FileRef, SourceError, class_key, is_image_name, walk
 from .imagenet21k_common import ImageNet21kSource
 
 TOP = "imagenet21k_resized"

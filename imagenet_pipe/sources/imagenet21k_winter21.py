@@ -11,9 +11,8 @@ from __future__ import annotations
 from collections.abc import Iterator
 from pathlib import Path
 
-from ..archive import Containers
-from ..catalog import Entry
-from .base import SourceError
+from .archive import Containers
+from .base import Entry, SourceError
 from .imagenet21k_common import ImageNet21kSource
 
 ARCHIVES = ("winter21_whole.tar.gz", "winter21_whole.tar")  # as downloaded, or already gunzipped

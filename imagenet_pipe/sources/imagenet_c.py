@@ -18,10 +18,8 @@ from __future__ import annotations
 from collections.abc import Iterator
 from pathlib import Path
 
-from ..archive import Containers
-from ..catalog import Entry
-from ..metrics import SEVERITIES
-from .base import WNID, FileRef, Source, SourceError, safe_key, walk, walk_dir
+from .archive import Containers
+from .base import WNID, Entry, FileRef, Source, SourceError, safe_key, walk, walk_dir
 from .imagenet1k_labels import TABLE, real_extra, val_number
 
 # archive -> its corruptions, in the order of hendrycks' imagenet_c/__init__.py (extra = held-out ones)
@@ -33,6 +31,7 @@ ARCHIVES = {
     "extra.tar": ("speckle_noise", "gaussian_blur", "spatter", "saturate"),
 }
 CORRUPTIONS = tuple(c for group in ARCHIVES.values() for c in group)
+SEVERITIES = (1, 2, 3, 4, 5)  # the <corruption>/<severity>/ folders
 SEVERITY_NAMES = frozenset(str(s) for s in SEVERITIES)
 SPLITS = tuple(f"{c}-{s}" for c in CORRUPTIONS for s in SEVERITIES)
 

@@ -23,10 +23,9 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import ClassVar
 
-from ..archive import Containers
-from ..catalog import Entry
 from ..classes import ClassTable, subset_indices
-from .base import FileRef, Source, SourceError, class_file, class_key, is_image_name, safe_key, walk
+from .archive import ByteReader, Containers
+from .base import Entry, FileRef, Source, SourceError, class_file, class_key, is_image_name, safe_key, walk
 from .imagenet1k_labels import TABLE
 
 README = "README.txt"
@@ -81,8 +80,6 @@ class WnidSubsetSource(Source):
 
     def _check_readme(self, containers: Containers, ref: FileRef, where: str) -> None:
         """The README's ``<wnid> <name>`` lines must list exactly this dataset's 200 classes."""
-        from ..archive import ByteReader
-
         reader = ByteReader(containers)
         try:
             text = reader.read(ref.cid, ref.offset, ref.size, ref.member).decode("utf-8", "replace")

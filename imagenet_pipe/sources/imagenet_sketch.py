@@ -13,9 +13,8 @@ from __future__ import annotations
 from collections.abc import Iterator
 from pathlib import Path
 
-from ..archive import Containers
-from ..catalog import Entry
-from .base import WNID, Source, SourceError, class_file, class_key, is_image_name, walk
+from .archive import Containers
+from .base import WNID, Entry, Source, SourceError, class_file, class_key, is_image_name, walk
 from .imagenet1k_labels import TABLE
 
 ZIP = "ImageNet-Sketch.zip"

@@ -24,7 +24,7 @@ from concurrent.futures import Future, ThreadPoolExecutor
 from contextlib import contextmanager
 from pathlib import Path
 
-from ..shards import ShardRecord
+from ..format import ShardRecord
 from .client import S3Client
 from .errors import StorageError
 from .locks import locked, shared_lock, try_exclusive

@@ -18,8 +18,8 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from ..convert import MANIFEST, ConvertError, convert, resolve_options
-from ..shards import ShardRecord, idx_name
+from ..conversion import MANIFEST, ConvertError, convert, resolve_options
+from ..format import ShardRecord, idx_name
 from .client import S3Client
 from .errors import BucketNotFoundError, NotFoundError, StorageError
 from .folders import upload_folder
@@ -28,7 +28,7 @@ from .url import S3Url
 
 
 class BucketSink:
-    """Where :func:`~imagenet_pipe.convert.convert` hands each finished shard."""
+    """Where :func:`~imagenet_pipe.conversion.convert` hands each finished shard."""
 
     def __init__(self, client: S3Client, url: S3Url) -> None:
         self.client, self.url = client, url
@@ -51,7 +51,7 @@ def default_staging() -> Path:
 def convert_to_bucket(dataset: str, source: Path | str, url: S3Url | str, *, staging: Path | str | None = None,
                       overwrite: bool = False, progress: bool = True, log: Callable[[str], None] | None = None,
                       client: S3Client | None = None, **options: Any) -> dict[str, Any]:
-    """:func:`~imagenet_pipe.convert.convert` into ``s3://bucket/prefix``; returns the manifest.
+    """:func:`~imagenet_pipe.conversion.convert` into ``s3://bucket/prefix``; returns the manifest.
     The conversion is staged in ``<staging>/<bucket%2Fprefix>`` (the same folder on a rerun; only
     that subfolder is removed at the end). ``options``: those of ``convert`` (workers, splits,
     seed, shard_size, ...)."""

@@ -19,7 +19,7 @@ from pathlib import Path
 
 from tqdm import tqdm
 
-from ..convert import MANIFEST, WORK_DIR
+from ..format import MANIFEST, WORK_DIR
 from .client import ObjectInfo, S3Client, sha256_file
 from .errors import IntegrityError, StorageError
 from .url import S3Url, is_s3_url

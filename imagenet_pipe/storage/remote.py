@@ -20,8 +20,7 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import quote
 
-from ..convert import MANIFEST
-from ..shards import ShardRecord
+from ..format import MANIFEST, ShardRecord
 from .client import S3Client
 from .errors import BucketNotFoundError, NotFoundError
 from .locks import locked

@@ -1,4 +1,4 @@
-"""``imagenet-pipe verify s3://bucket/prefix``: the local checks of :mod:`imagenet_pipe.verify` on a
+"""``imagenet-pipe verify s3://bucket/prefix``: the local checks of :mod:`imagenet_pipe.verification` on a
 bucket, each shard downloaded once (into a temporary folder, next to the fetched metadata),
 checked and deleted, so the disk holds at most one shard per worker."""
 
@@ -9,7 +9,7 @@ from collections.abc import Callable, Iterator
 from contextlib import contextmanager, suppress
 from pathlib import Path
 
-from ..verify import Report, verify
+from ..verification import Report, verify
 from .client import S3Client
 from .errors import NotFoundError
 from .remote import open_remote

@@ -34,7 +34,7 @@ from dataclasses import dataclass, field
 import numpy as np
 from PIL import Image, ImageOps, UnidentifiedImageError
 
-from .errors import OptionsError
+from ..errors import OptionsError
 
 Image.MAX_IMAGE_PIXELS = None  # the policy's max_pixels decides, from the header, before Pillow allocates
 DEFAULT_MAX_PIXELS = 89_478_485  # Pillow's own bomb threshold; ImageNet's largest photos are far below it

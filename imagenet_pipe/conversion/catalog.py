@@ -31,28 +31,14 @@ from array import array
 from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, NamedTuple
+from typing import Any
 
 import numpy as np
 from numpy.lib.stride_tricks import sliding_window_view
 
-from .archive import Containers
-from .errors import SourceError
-
-
-class Entry(NamedTuple):
-    """One raw sample as a source module reports it."""
-
-    split: str
-    key: str  # safe WebDataset key, unique within the split
-    filename: str  # original name, recorded in the sample's json
-    label: int
-    cid: int  # container id (see sources.archive.Containers)
-    offset: int = 0
-    size: int = 0
-    member: str = ""  # member name / relative path for zip and dir containers
-    extra: dict[str, Any] | None = None  # dataset-specific json fields
-
+from ..errors import SourceError
+from ..sources.archive import Containers
+from ..sources.base import Entry
 
 _WORD = 16  # key bytes compared per sorting round (two uint64)
 _ROWS = 1 << 16  # rows per chunk of the vectorised passes (bounds their temporaries)

@@ -1,4 +1,5 @@
-"""Every consumer's index, written beside the shards from the shard records (no re-scan).
+"""Every consumer's index, written beside the shards from the shard records (no re-scan);
+the formats are those of ``docs/shard-format.md``, sections 5-9.
 
 * ``_info.json`` (+ identical ``info.json`` for timm <= 0.9.12): timm's wds reader;
 * ``<prefix>-<split>.json``: wids shard index (``wids-shard-index-v1``);
@@ -9,13 +10,12 @@
   that ``datasets.load_dataset(<folder>)`` reads the shards (without it, HF's pattern matching
   takes the wids ``<prefix>-<split>.json`` files for data whenever a split has one shard).
 
-The DALI ``.idx`` files are written by :class:`~imagenet_pipe.shards.ShardWriter` itself.
+The DALI ``.idx`` files are written by :class:`~imagenet_pipe.conversion.writer.ShardWriter` itself.
 """
 
 from __future__ import annotations
 
 import json
-import os
 import re
 from collections.abc import Iterable
 from pathlib import Path
@@ -23,11 +23,10 @@ from typing import Any
 
 import yaml
 
-from .classes import ClassTable
-from .errors import ShardError
+from ..classes import ClassTable
+from ..files import atomic_write
+from ..format import CARD_FILE, CLASSES_FILE, INFO_FILES, SIZES_FILE, wids_name
 
-INFO_FILES = ("_info.json", "info.json")
-SIZES_FILE, CLASSES_FILE, CARD_FILE = "sizes.json", "classes.tsv", "README.md"
 # every sample's json: these fields, plus those of its dataset (SAMPLE_EXTRA_FIELDS, image flags)
 SAMPLE_FIELDS = {"label": "int64", "wnid": "string", "width": "int64", "height": "int64", "filename": "string",
                  "hygiene": "list[string]"}
@@ -62,10 +61,6 @@ def wids_index(manifest: dict[str, Any], split: str) -> dict[str, Any]:
 def sizes_index(manifest: dict[str, Any]) -> dict[str, int]:
     """open_clip's ``sizes.json``: shard file name -> samples."""
     return {s["name"]: s["samples"] for s in manifest["shards"]}
-
-
-def wids_name(prefix: str, split: str) -> str:
-    return f"{prefix}-{split}.json"
 
 
 def sample_fields(extras: Iterable[dict[str, Any]], flags: Iterable[str]) -> dict[str, str]:
@@ -143,20 +138,3 @@ def write_indexes(out: Path, manifest: dict[str, Any], classes: ClassTable) -> N
     atomic_write(out / SIZES_FILE, json.dumps(sizes_index(manifest), indent=1) + "\n")
     atomic_write(out / CLASSES_FILE, classes.to_tsv())
     atomic_write(out / CARD_FILE, dataset_card(manifest))
-
-
-def read_json(path: Path) -> Any:
-    """A JSON file of an output folder; a missing or damaged one is a :class:`ShardError` naming it."""
-    try:
-        return json.loads(Path(path).read_text())
-    except FileNotFoundError:
-        raise ShardError(f"{path}: not found") from None
-    except (OSError, ValueError) as e:  # UnicodeDecodeError and JSONDecodeError are ValueErrors
-        raise ShardError(f"{path}: not readable JSON ({e})") from None
-
-
-def atomic_write(path: Path, text: str) -> None:
-    """Write ``text`` under a temporary name and rename it into place."""
-    tmp = path.with_name(f"{path.name}.partial-{os.getpid()}")
-    tmp.write_text(text)
-    os.replace(tmp, path)

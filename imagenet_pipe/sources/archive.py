@@ -29,7 +29,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import BinaryIO, Protocol
 
-from .errors import ArchiveError
+from ..errors import ArchiveError
 
 MAGIC = {
     b"\x1f\x8b": "gz",
