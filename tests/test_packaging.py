@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+import shutil
 import subprocess
 import sys
 import zipfile
@@ -30,9 +31,12 @@ print("ok", len(list_presets()), len(datasets))
 
 
 def test_presets_load_from_the_installed_wheel(tmp_path):
-    wheels = tmp_path / "wheels"
+    # built from a clean copy: setuptools reuses a build/ folder, where files since moved would linger
+    source, wheels = tmp_path / "source", tmp_path / "wheels"
+    shutil.copytree(ROOT, source, symlinks=True, ignore=shutil.ignore_patterns(
+        ".git", ".venv", "build", "*.egg-info", "__pycache__", "demo", "bench-out", "shards"))
     subprocess.run([sys.executable, "-m", "pip", "wheel", "--no-deps", "--no-build-isolation", "--quiet", "-w",
-                    str(wheels), str(ROOT)], check=True, capture_output=True, timeout=300)
+                    str(wheels), str(source)], check=True, capture_output=True, timeout=300)
     (wheel,) = wheels.glob("imagenet_pipe-*.whl")
     names = zipfile.ZipFile(wheel).namelist()
     assert "imagenet_pipe/configs/train-224.yaml" in names and "imagenet_pipe/configs/datasets/imagenet1k.yaml" in names
