@@ -155,7 +155,7 @@ def _loader_variants(ctx: StageContext, wanted: set[str], parity: str) -> dict[s
 
 
 def run_preset(ctx: StageContext, wanted: set[str], rec: Recorder, name: str, *, parity: str = "both",
-               model: str = "tiny", model_step: str | None = None, model_backends: Sequence[str] = ("dali",)) -> None:
+               model: str = "small", model_step: str | None = None, model_backends: Sequence[str] = ("dali",)) -> None:
     """Every wanted stage of one preset, into ``rec.result["presets"][name]``."""
     out: dict[str, Any] = {"config": _cfg_json(ctx.cfg), "stages": {}, "ratios": {}}
     rec.result["presets"][name] = out
@@ -307,7 +307,7 @@ def run_bench(root: str | Path, *, presets: Sequence[str] = ("train-224", "eval-
               device: str = "auto", cores: int | None = None, batch_size: int | None = None,
               threads: int | None = None, workers: int | None = None, prefetch: int | None = None,
               hw_decoder_load: float | None = None, repeats: int = 3, warmup: int = 3, batches: int = 20,
-              stages_wanted: Sequence[str] = DEFAULT_STAGES, parity: str = "both", model: str = "tiny",
+              stages_wanted: Sequence[str] = DEFAULT_STAGES, parity: str = "both", model: str = "small",
               model_step: str | None = None, model_backends: Sequence[str] = ("dali",), ttfb_shards: int = 1024,
               ttfb_per_shard: int = 4, ttfb_repeats: int = 3, ttfb_tiny_images: bool = False, tune: bool = False,
               tune_repeats: int = 2,

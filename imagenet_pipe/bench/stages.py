@@ -189,10 +189,10 @@ def loader_rate(ctx: StageContext, **overrides: Any) -> float:
 
 # --- model step -------------------------------------------------------------------------------
 
-def model_step(ctx: StageContext, backend: str, model: str = "tiny", kind: str = "fwdbwd") -> dict[str, Any]:
+def model_step(ctx: StageContext, backend: str, model: str = "small", kind: str = "fwdbwd") -> dict[str, Any]:
     """Loader + model step vs the model alone on one resident batch: ``keeps_up`` when the loader
     costs the step less than 5 % (on a CPU-only machine both share the same cores)."""
-    from .models import ModelStep
+    from .model_step import ModelStep
 
     device = torch.device("cuda", ctx.device_id) if ctx.cuda else torch.device("cpu")
     step = ModelStep(model, kind, device)

@@ -20,7 +20,7 @@ from pathlib import Path
 
 from ..archive import Containers
 from ..catalog import Entry
-from ..metrics import SEVERITIES
+from ..evaluation.metrics import SEVERITIES
 from .base import WNID, FileRef, Source, SourceError, safe_key, walk, walk_dir
 from .imagenet1k_labels import TABLE, real_extra, val_number
 
