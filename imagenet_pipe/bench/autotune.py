@@ -46,14 +46,13 @@ def autotune(ctx: StageContext, cores: int, *, base_preset: str | Path, out_path
     against the starting settings, alternately, ``confirm`` times each; it is kept only if its
     median still beats the start by ``min_gain``, else the starting settings are written."""
     space = space or candidates(ctx, cores)
-    steps = ctx.shards.num_samples
     best_cfg: LoaderConfig = replace(ctx.cfg, num_threads=ctx.cfg.threads)
     trials: list[dict[str, Any]] = []
 
     def trial(cfg: LoaderConfig) -> float:
-        if steps // cfg.batch_size < ctx.warmup + 2:  # too few batches in a pass to time anything
+        rate = loader_rate(replace(ctx, cfg=cfg), min_batches=ctx.warmup + 2)
+        if rate is None:  # too few batches in a pass to time anything
             return 0.0
-        rate = loader_rate(replace(ctx, cfg=cfg))
         trials.append({**{k: getattr(cfg, k) for k in space}, "img_s": round(rate, 1)})
         log(f"  tune {', '.join(f'{k}={getattr(cfg, k)}' for k in space)}: {rate:,.0f} img/s")
         return rate
@@ -73,8 +72,8 @@ def autotune(ctx: StageContext, cores: int, *, base_preset: str | Path, out_path
     if confirm and best_cfg != start_cfg:
         runs: dict[str, list[float]] = {"start": [], "chosen": []}
         for _ in range(confirm):
-            runs["start"].append(loader_rate(replace(ctx, cfg=start_cfg)))
-            runs["chosen"].append(loader_rate(replace(ctx, cfg=best_cfg)))
+            runs["start"].append(loader_rate(replace(ctx, cfg=start_cfg)) or 0.0)
+            runs["chosen"].append(loader_rate(replace(ctx, cfg=best_cfg)) or 0.0)
         start_rate, best = statistics.median(runs["start"]), statistics.median(runs["chosen"])
         held = best > start_rate * (1 + min_gain)
         confirmation = {"start_img_s": [round(r, 1) for r in runs["start"]],

@@ -7,35 +7,9 @@ import shlex
 import sys
 from pathlib import Path
 
-from ..bench.options import DEFAULT_STAGES, PARITY, STAGES
+from ..bench.options import DEFAULT_STAGES, PARITY, STAGES, resolve_presets
 from ..evaluation.spec import SPEC_HELP
 from .args import csv_list, floats, ints
-
-
-def _tune_space(args: argparse.Namespace) -> dict[str, list]:
-    given = {"num_threads": args.tune_threads, "batch_size": args.tune_batch_sizes, "prefetch": args.tune_prefetch,
-             "hw_decoder_load": args.tune_hw_loads}
-    return {k: v for k, v in given.items() if v is not None}
-
-
-def run(args: argparse.Namespace) -> int:
-    # the library code this command drives, imported here so that building the parser stays light
-    from ..bench import resolve_presets, run_bench
-
-    stages = [s for s in (args.stages or list(DEFAULT_STAGES)) if s not in (args.skip or [])]
-    log = (lambda _m: None) if args.quiet else (lambda m: print(m, file=sys.stderr, flush=True))
-    result = run_bench(
-        args.shards, presets=resolve_presets(args.preset, args.mode, args.size), split=args.split,
-        device=args.device, cores=args.cores, batch_size=args.batch_size, threads=args.threads,
-        workers=args.workers, prefetch=args.prefetch, hw_decoder_load=args.hw_decoder_load, repeats=args.repeats,
-        warmup=args.warmup, batches=args.batches, stages_wanted=stages, parity=args.parity, model=args.model,
-        model_step=None if args.model_step == "none" else args.model_step, model_backends=args.model_backends,
-        ttfb_shards=args.ttfb_shards, ttfb_per_shard=args.ttfb_per_shard, ttfb_repeats=args.ttfb_repeats,
-        ttfb_tiny_images=args.ttfb_tiny_images,
-        tune=args.tune, tune_repeats=args.tune_repeats, tune_space=_tune_space(args), tune_out=args.tune_out,
-        out_dir=args.out,
-        plot=not args.no_plot, log=log, command=" ".join(shlex.quote(a) for a in ["imagenet-pipe", *sys.argv[1:]]))
-    return 0 if result["presets"] and not result["errors"] else 1  # bench.json holds what failed, and why
 
 
 def add_parser(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParser:
@@ -97,3 +71,29 @@ def add_parser(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParse
     b.add_argument("--quiet", action="store_true", help="no progress on stderr")
     b.set_defaults(func=run)
     return b
+
+
+def run(args: argparse.Namespace) -> int:
+    # the library code this command drives, imported here so that building the parser stays light
+    from ..bench import BenchOptions, run_bench
+
+    options = BenchOptions(
+        presets=resolve_presets(args.preset, args.mode, args.size), split=args.split, device=args.device,
+        cores=args.cores, batch_size=args.batch_size, threads=args.threads, workers=args.workers,
+        prefetch=args.prefetch, hw_decoder_load=args.hw_decoder_load, repeats=args.repeats, warmup=args.warmup,
+        batches=args.batches, stages=[s for s in (args.stages or DEFAULT_STAGES) if s not in (args.skip or [])],
+        parity=args.parity, model=args.model, model_step=None if args.model_step == "none" else args.model_step,
+        model_backends=args.model_backends, ttfb_shards=args.ttfb_shards, ttfb_per_shard=args.ttfb_per_shard,
+        ttfb_repeats=args.ttfb_repeats, ttfb_tiny_images=args.ttfb_tiny_images, tune=args.tune,
+        tune_repeats=args.tune_repeats, tune_space=tune_space(args), tune_out=args.tune_out, out_dir=args.out,
+        plot=not args.no_plot, command=" ".join(shlex.quote(a) for a in ["imagenet-pipe", *sys.argv[1:]]))
+    log = (lambda _m: None) if args.quiet else (lambda m: print(m, file=sys.stderr, flush=True))
+    result = run_bench(args.shards, options, log=log)
+    return 0 if result["presets"] and not result["errors"] else 1  # bench.json holds what failed, and why
+
+
+def tune_space(args: argparse.Namespace) -> dict[str, list]:
+    """The sweep's knobs given on the command line (the others keep their default candidates)."""
+    given = {"num_threads": args.tune_threads, "batch_size": args.tune_batch_sizes, "prefetch": args.tune_prefetch,
+             "hw_decoder_load": args.tune_hw_loads}
+    return {k: v for k, v in given.items() if v is not None}
