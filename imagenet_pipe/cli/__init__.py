@@ -21,7 +21,7 @@ def build_parser() -> argparse.ArgumentParser:
     add_debug_flag(p)
     sub = p.add_subparsers(dest="command", required=True)
     for command in COMMANDS:
-        add_debug_flag(command.add_parser(sub), subcommand=True)  # --debug after the subcommand too
+        add_debug_flag(command.add_parser(sub.add_parser), subcommand=True)  # --debug after the subcommand too
     return p
 
 

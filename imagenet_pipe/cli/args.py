@@ -7,6 +7,11 @@ import argparse
 import os
 import sys
 import traceback
+from collections.abc import Callable
+
+# what each command module's add_parser is given: the subparsers' add_parser, called with the
+# command's name and its ArgumentParser options
+NewParser = Callable[..., argparse.ArgumentParser]
 
 DEBUG_ENV = "IMAGENET_PIPE_DEBUG"  # set to 1 to see the traceback of an expected failure too
 DEBUG_HELP = f"on an error, print the traceback too (or set {DEBUG_ENV}=1)"

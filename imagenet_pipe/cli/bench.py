@@ -9,11 +9,11 @@ from pathlib import Path
 
 from ..bench.options import DEFAULT_STAGES, PARITY, STAGES, resolve_presets
 from ..evaluation.spec import SPEC_HELP
-from .args import csv_list, floats, ints
+from .args import NewParser, csv_list, floats, ints
 
 
-def add_parser(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParser:
-    b = subparsers.add_parser(
+def add_parser(new_parser: NewParser) -> argparse.ArgumentParser:
+    b = new_parser(
         "bench", help="profile the loaders stage by stage: DALI vs baseline at equal cores, auto-tune",
         description="Measure raw read, decode-only ceiling, decode + crop/resize, the full DALI and baseline "
                     "loaders (and, with --model-step, a model fed by them) on one shard folder; time to first "

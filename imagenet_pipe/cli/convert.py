@@ -8,11 +8,11 @@ from pathlib import Path
 
 from ..errors import OptionsError
 from ..storage.url import is_s3_url
-from .args import csv_list, split_sizes
+from .args import NewParser, csv_list, split_sizes
 
 
-def add_parser(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParser:
-    c = subparsers.add_parser("convert", help="raw download -> shuffled WebDataset shards + indexes + manifest")
+def add_parser(new_parser: NewParser) -> argparse.ArgumentParser:
+    c = new_parser("convert", help="raw download -> shuffled WebDataset shards + indexes + manifest")
     c.add_argument("dataset", help="imagenet1k, imagenet21k, imagenet-v2, imagenet-c, imagenet-r, imagenet-a, "
                    "imagenet-sketch (see `imagenet-pipe datasets`)")
     c.add_argument("source", type=Path, help="folder holding the download as you got it (archives are not extracted)")

@@ -4,9 +4,11 @@ from __future__ import annotations
 
 import argparse
 
+from .args import NewParser
 
-def add_parser(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParser:
-    d = subparsers.add_parser("datasets", help="list datasets and the raw layouts each accepts")
+
+def add_parser(new_parser: NewParser) -> argparse.ArgumentParser:
+    d = new_parser("datasets", help="list datasets and the raw layouts each accepts")
     d.set_defaults(func=run)
     return d
 

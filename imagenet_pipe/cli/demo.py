@@ -6,9 +6,11 @@ import argparse
 import os
 from pathlib import Path
 
+from .args import NewParser
 
-def add_parser(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParser:
-    m = subparsers.add_parser("demo", help="fake ImageNet -> shards -> verify -> DALI loader -> profile, end to end")
+
+def add_parser(new_parser: NewParser) -> argparse.ArgumentParser:
+    m = new_parser("demo", help="fake ImageNet -> shards -> verify -> DALI loader -> profile, end to end")
     m.add_argument("--out", default="demo", help="working folder (default ./demo)")
     m.add_argument("--workers", type=int, default=os.cpu_count())
     m.add_argument("--device", choices=("auto", "cpu", "gpu"), default="auto")

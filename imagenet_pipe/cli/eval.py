@@ -13,11 +13,11 @@ from pathlib import Path
 
 from ..evaluation.options import PRECISIONS
 from ..evaluation.spec import SPEC_HELP
-from .args import csv_list, floats3
+from .args import NewParser, csv_list, floats3
 
 
-def add_parser(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParser:
-    e = subparsers.add_parser(
+def add_parser(new_parser: NewParser) -> argparse.ArgumentParser:
+    e = new_parser(
         "eval", help="top-1/top-5, R/A 200-class, ReaL, ImageNet-C mCE of a model over converted shards",
         description="Evaluate a model over one or more converted shard folders with the DALI eval loader. "
                     "Give an ImageNet-1K folder with an ImageNet-C folder to get relative mCE from its "

@@ -5,9 +5,11 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
+from .args import NewParser
 
-def add_parser(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParser:
-    f = subparsers.add_parser("fake", help="write a small fake raw download (for trying things without ImageNet)")
+
+def add_parser(new_parser: NewParser) -> argparse.ArgumentParser:
+    f = new_parser("fake", help="write a small fake raw download (for trying things without ImageNet)")
     f.add_argument("dataset")
     f.add_argument("out", type=Path)
     f.add_argument("--layout", help="raw layout to imitate (default: the dataset's main one)")

@@ -4,9 +4,11 @@ from __future__ import annotations
 
 import argparse
 
+from .args import NewParser
 
-def add_parser(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParser:
-    s = subparsers.add_parser("sync", help="copy a shard folder between a local folder and s3://bucket/prefix "
+
+def add_parser(new_parser: NewParser) -> argparse.ArgumentParser:
+    s = new_parser("sync", help="copy a shard folder between a local folder and s3://bucket/prefix "
                               "(either way)")
     s.add_argument("src", help="local folder or s3://bucket/prefix")
     s.add_argument("dst", help="s3://bucket/prefix or local folder")

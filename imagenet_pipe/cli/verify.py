@@ -7,10 +7,11 @@ import os
 import sys
 
 from ..storage.url import is_s3_url
+from .args import NewParser
 
 
-def add_parser(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParser:
-    v = subparsers.add_parser("verify", help="check shards, indexes and counts against manifest.json")
+def add_parser(new_parser: NewParser) -> argparse.ArgumentParser:
+    v = new_parser("verify", help="check shards, indexes and counts against manifest.json")
     v.add_argument("dir", help="shard folder, or s3://bucket/prefix (each shard downloaded once)")
     v.add_argument("--decode", action="store_true", help="also decode every image")
     v.add_argument("--workers", type=int, default=os.cpu_count())
