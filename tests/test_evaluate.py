@@ -2,9 +2,9 @@
 on fake downloads of ImageNet-1K, -R, -A, -C, -V2 and -Sketch, converted with the real converter
 and read through the DALI loader on the CPU.
 
-Every metric is recomputed here independently of ``imagenet_pipe.metrics``: from the per-sample
-logits the harness saves (``save_logits``) and each sample's json read back with the webdataset
-library, with plain numpy, the 200-class indices typed from the spec and AlexNet's errors typed
+Every metric is recomputed here independently of ``imagenet_pipe.evaluation.metrics``: from the
+per-sample logits the harness saves (``save_logits``) and each sample's json read back with the
+webdataset library, with plain numpy, the 200-class indices typed from the spec and AlexNet's errors typed
 from the README table's "Average" column.
 """
 
