@@ -7,12 +7,12 @@ import argparse
 from .. import __version__
 from ..errors import ImagenetPipeError
 from . import bench, convert, datasets, demo, fake, sync, verify
-from . import eval as evaluate  # the module of `imagenet-pipe eval` (the name `eval` is Python's)
+from . import eval as eval_command  # `imagenet-pipe eval` (the bare name `eval` is Python's builtin)
 from .args import add_debug_flag, print_error
 
 # every command, in the order `imagenet-pipe --help` lists them; each module adds its own parser and
 # imports the library code it drives inside its handler, so building the parser imports no torch or DALI
-COMMANDS = (convert, verify, sync, datasets, fake, demo, bench, evaluate)
+COMMANDS = (convert, verify, sync, datasets, fake, demo, bench, eval_command)
 
 
 def build_parser() -> argparse.ArgumentParser:
