@@ -11,6 +11,7 @@ shared machine) to be taken.
 from __future__ import annotations
 
 import statistics
+from collections.abc import Callable
 from dataclasses import asdict, replace
 from datetime import datetime, timezone
 from pathlib import Path
@@ -39,7 +40,7 @@ def candidates(ctx: StageContext, cores: int) -> dict[str, list[Any]]:
 
 def autotune(ctx: StageContext, cores: int, *, base_preset: str | Path, out_path: str | Path | None = None,
              space: dict[str, list[Any]] | None = None, min_gain: float = 0.03, confirm: int = 3,
-             log=print) -> dict[str, Any]:
+             log: Callable[[str], None] = print) -> dict[str, Any]:
     """Sweep, pick, confirm, write ``out_path`` (a preset ``build_loader(..., preset=out_path)`` accepts).
 
     Short trials on a shared machine can crown a lucky setting, so the winner is measured again

@@ -16,6 +16,7 @@ by what they leave out.
 from __future__ import annotations
 
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
@@ -23,6 +24,7 @@ from typing import Any
 import torch
 
 from ..loaders.config import LoaderConfig
+from ..loaders.epochs import PlannedLoader
 from ..loaders.shardset import DistInfo, ShardSet
 from ..shards import idx_name, read_idx
 from .timing import Window, steady_window, summary, synchronizer, time_epochs, time_stream
@@ -44,7 +46,7 @@ class StageContext:
         return self.device_id is not None
 
     @property
-    def sync(self):
+    def sync(self) -> Callable[[], None]:
         return synchronizer(self.cuda)
 
 
@@ -136,7 +138,8 @@ def decode_resize(ctx: StageContext) -> dict[str, Any]:
 
 # --- loaders ----------------------------------------------------------------------------------
 
-def make_loader(ctx: StageContext, backend: str, **overrides: Any):
+def make_loader(ctx: StageContext, backend: str, **overrides: Any) -> PlannedLoader:
+    """The loader of ``backend`` over the context's shards and config (with ``overrides``), one process."""
     from ..loaders import make_loader as new_loader
 
     return new_loader(ctx.shards, replace(ctx.cfg, **overrides), backend, SINGLE)

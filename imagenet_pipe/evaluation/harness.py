@@ -31,7 +31,7 @@ from collections.abc import Sequence
 from contextlib import nullcontext
 from dataclasses import dataclass, field, replace
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol
 
 import numpy as np
 import torch
@@ -47,6 +47,12 @@ from .results import EvalResult, SplitScore
 from .scoring import TOPK, RankOutputs, SplitPredictions, resolve_clean_error, score_corruptions, score_split
 
 PREPROCESSING = ("size", "crop_pct", "interpolation", "mean", "std")
+
+
+class Progress(Protocol):
+    """What the evaluation loop reports images to (a tqdm bar)."""
+
+    def update(self, n: int) -> object: ...
 
 
 def evaluate(root: str | Path, model: str | torch.nn.Module | LoadedModel, options: EvalOptions | None = None, *,
@@ -206,7 +212,7 @@ class _Run:
                 bar.close()
         return scores
 
-    def split(self, split: str, shards: ShardSet, bar) -> SplitPredictions | None:
+    def split(self, split: str, shards: ShardSet, bar: Progress | None) -> SplitPredictions | None:
         """This rank's share of one split run through the model; every rank's, merged, on rank 0."""
         loader = make_loader(shards, self.cfg, self.options.backend, self.dist)
         try:
@@ -256,7 +262,7 @@ def _logits_of(output: Any) -> torch.Tensor:
 
 
 def _run_split(loader, model: torch.nn.Module, num_classes: int, subset: torch.Tensor | None, keep_logits: bool,
-               autocast_dtype: torch.dtype | None, bar) -> RankOutputs:
+               autocast_dtype: torch.dtype | None, bar: Progress | None) -> RankOutputs:
     out = RankOutputs()
     t0 = time.perf_counter()
     device = loader.device
@@ -324,7 +330,7 @@ def _broadcast(obj: Any, distributed: bool) -> Any:
 class _RankBar:
     """Under torchrun rank 0 counts its own images for every rank (the others have no bar)."""
 
-    def __init__(self, bar, world: int) -> None:
+    def __init__(self, bar: Progress | None, world: int) -> None:
         self.bar, self.world = bar, world
 
     def update(self, n: int) -> None:
