@@ -77,7 +77,7 @@ def evaluate(root: str | Path, model: str | torch.nn.Module | LoadedModel, optio
     loader_dtype, autocast_dtype = precision_dtypes(options.precision, cfg)
     dist = dist or dist_info()
     clean_error, clean_source = resolve_clean_error(options.clean_error)  # a bad value fails before the run
-    run = _Run(folder, loaded.module, replace(cfg, dtype=loader_dtype), autocast_dtype, options, dist,
+    run = _FolderRun(folder, loaded.module, replace(cfg, dtype=loader_dtype), autocast_dtype, options, dist,
                _distributed(dist))
     scores = run.all(splits)
     result = None
@@ -164,7 +164,7 @@ def precision_dtypes(precision: str, cfg: LoaderConfig) -> tuple[str, torch.dtyp
 
 
 @dataclass
-class _Run:
+class _FolderRun:
     """The splits of one folder, evaluated one after the other with one model and loader config."""
 
     folder: Folder
