@@ -1,4 +1,6 @@
-"""YAML presets (``configs/`` at the top of the repository, installed as ``imagenet_pipe.configs``).
+"""YAML presets: package data of :mod:`imagenet_pipe.configs` (``imagenet_pipe/configs/``, also
+reachable as ``configs/`` at the top of the repository), found through :mod:`importlib.resources`
+in an installed wheel and in an editable install alike.
 
 A preset is named by its file stem (``train-224``) or given as a path to a YAML file; options given
 in code or on the command line override it. Presets are resolved once, into the dataclass the
@@ -8,23 +10,23 @@ caller builds from them.
 from __future__ import annotations
 
 from importlib import resources
-from importlib.abc import Traversable
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import yaml
 
 from .errors import OptionsError
 
+if TYPE_CHECKING:  # importlib.resources.abc is Python 3.11+; annotations only
+    from importlib.resources.abc import Traversable
 
-def config_root() -> Traversable | Path:
-    try:
-        return resources.files("imagenet_pipe.configs")
-    except ModuleNotFoundError:  # running from a source tree that was not installed
-        return Path(__file__).resolve().parent.parent / "configs"
+
+def config_root() -> Traversable:
+    return resources.files("imagenet_pipe.configs")
 
 
 def list_presets(group: str = "") -> list[str]:
+    """Names of the shipped presets (file stems), of ``configs/<group>/`` when ``group`` is given."""
     folder = config_root() / group if group else config_root()
     return sorted(p.name[: -len(".yaml")] for p in folder.iterdir() if p.name.endswith(".yaml"))
 

@@ -62,9 +62,9 @@ def run_demo(out: Path, workers: int | None = None, device: str = "auto", scale:
         loader.close()
 
     _step(f"5/5 profile: images/s per stage, DALI vs baseline -> {bench}")
-    from .bench import run_bench
+    from .bench import BenchOptions, run_bench
 
-    result = run_bench(shards, out=bench, mode="train", size=224, device=device, quick=True)
+    result = run_bench(shards, BenchOptions(presets=("train-224",), device=device, out_dir=bench).quick())
     written = ", ".join(Path(v).name for k, v in result["outputs"].items() if k != "png_skipped")
     if result["errors"]:
         print(f"\n{len(result['errors'])} profiler stage(s) failed (listed above and in {bench / 'bench.json'})")

@@ -13,13 +13,14 @@ import sys
 import pytest
 import yaml
 
-from imagenet_pipe.bench import run_bench
+from imagenet_pipe.bench import BenchOptions, run_bench
 from imagenet_pipe.bench.backends import ROWS, judge_backends
 from imagenet_pipe.bench.data import make_many_shards
 from imagenet_pipe.bench.gpu import parse_dmon
 from imagenet_pipe.bench.report import ratios, table, withheld_ratios
 from imagenet_pipe.bench.timing import STEADY_QUEUES, steady_window, summary, time_epochs, time_stream
 from imagenet_pipe.cli import main
+from imagenet_pipe.errors import OptionsError
 from imagenet_pipe.format import idx_name, index_tar, read_idx
 from imagenet_pipe.loaders import build_loader
 
@@ -34,14 +35,14 @@ def bench_result(shards1k, tmp_path_factory):
     and 2 threads / workers: a pass of the 47-sample split (11 batches of 4) holds a steady window
     for both loaders (DALI: queue 1; baseline: 2 workers x 1)."""
     out = tmp_path_factory.mktemp("bench-out")
-    result = run_bench(shards1k, presets=["train-224", "eval-224"], split="train", device="cpu", batch_size=4,
-                       threads=2, workers=2, prefetch=1,
-                       repeats=2, warmup=1, batches=2, stages_wanted=["backends", "read", "decode", "resize", "loader",
-                                                                      "baseline", "memory", "ttfb", "ops"],
-                       ttfb_shards=12, ttfb_per_shard=2,
-                       ttfb_repeats=1, tune=True, tune_space={"num_threads": [1, 2], "prefetch": [1],
-                                                              "batch_size": [4]},
-                       out_dir=out, log=lambda _m: None, command="test", print_table=False)
+    options = BenchOptions(presets=("train-224", "eval-224"), split="train", device="cpu", batch_size=4, threads=2,
+                           workers=2, prefetch=1, repeats=2, warmup=1, batches=2,
+                           stages=("backends", "read", "decode", "resize", "loader", "baseline", "memory", "ttfb",
+                                   "ops"),
+                           ttfb_shards=12, ttfb_per_shard=2, ttfb_repeats=1, tune=True,
+                           tune_space={"num_threads": [1, 2], "prefetch": [1], "batch_size": [4]},
+                           out_dir=out, command="test", print_table=False)
+    result = run_bench(shards1k, options, log=lambda _m: None)
     return result, out
 
 
@@ -77,9 +78,10 @@ def test_every_stage_is_measured_for_every_preset(bench_result):
 
 
 def test_model_step_fed_by_both_loaders(shards1k):
-    result = run_bench(shards1k, presets=["eval-224"], device="cpu", batch_size=4, threads=2, workers=2, prefetch=1,
-                       repeats=1, warmup=1, batches=2, stages_wanted=[], model_step="fwd",
-                       model_backends=["dali", "baseline"], out_dir=None, log=lambda _m: None, print_table=False)
+    options = BenchOptions(presets=("eval-224",), device="cpu", batch_size=4, threads=2, workers=2, prefetch=1,
+                           repeats=1, warmup=1, batches=2, stages=(), model_step="fwd",
+                           model_backends=("dali", "baseline"), out_dir=None, print_table=False)
+    result = run_bench(shards1k, options, log=lambda _m: None)
     models = result["presets"]["eval-224"]["model"]
     assert [m["backend"] for m in models] == ["dali", "baseline"] and result["errors"] == []
     for m in models:
@@ -186,8 +188,9 @@ def test_json_is_written_after_every_stage(shards1k, tmp_path):
             raise KeyboardInterrupt
 
     with pytest.raises(KeyboardInterrupt):
-        run_bench(shards1k, presets=["train-224", "eval-224"], device="cpu", batch_size=4, repeats=1, warmup=1,
-                  batches=1, stages_wanted=["read", "ttfb"], out_dir=tmp_path, log=log, print_table=False)
+        run_bench(shards1k, BenchOptions(presets=("train-224", "eval-224"), device="cpu", batch_size=4, repeats=1,
+                                         warmup=1, batches=1, stages=("read", "ttfb"), out_dir=tmp_path,
+                                         print_table=False), log=log)
     data = json.loads((tmp_path / "bench.json").read_text())
     assert data["partial"] is True and data["first_batch"] is None
     for run in data["presets"].values():
@@ -224,6 +227,17 @@ def test_summary_ratios_and_windows_without_timing():
     rates = time_stream(lambda: calls.append(1) or 5, warmup=2, batches=3, repeats=2)
     assert len(rates) == 2 and len(calls) == 2 + 3 * 2
     assert len(time_epochs(lambda: iter([1, 1, 1, 1]), warmup=1, batches=2, repeats=3)) == 3
+
+
+def test_options_are_checked_before_anything_runs():
+    options = BenchOptions(presets="eval-224", stages=["read"], tune=True, model_step="auto").quick()
+    assert options.presets == ("eval-224",) and options.wanted == {"read", "tune", "model"}
+    assert (options.repeats, options.warmup, options.batches, options.ttfb_shards) == (2, 1, 5, 256)
+    for bad, message in (({"stages": ["reed"]}, "unknown stage"), ({"parity": "maybe"}, "parity must be"),
+                         ({"model_step": "none"}, "model_step must be"),
+                         ({"tune_space": {"size": [224]}}, "cannot tune")):
+        with pytest.raises(OptionsError, match=message):
+            BenchOptions(**bad)
 
 
 def test_decoder_backend_verdicts():

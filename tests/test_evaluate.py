@@ -2,9 +2,9 @@
 on fake downloads of ImageNet-1K, -R, -A, -C, -V2 and -Sketch, converted with the real converter
 and read through the DALI loader on the CPU.
 
-Every metric is recomputed here independently of ``imagenet_pipe.metrics``: from the per-sample
-logits the harness saves (``save_logits``) and each sample's json read back with the webdataset
-library, with plain numpy, the 200-class indices typed from the spec and AlexNet's errors typed
+Every metric is recomputed here independently of ``imagenet_pipe.evaluation.metrics``: from the
+per-sample logits the harness saves (``save_logits``) and each sample's json read back with the
+webdataset library, with plain numpy, the 200-class indices typed from the spec and AlexNet's errors typed
 from the README table's "Average" column.
 """
 
@@ -25,14 +25,24 @@ from torch import nn
 
 from imagenet_pipe import cli
 from imagenet_pipe.conversion import convert
-from imagenet_pipe.evaluate import evaluate, resolve_clean_error
+from imagenet_pipe.errors import OptionsError
+from imagenet_pipe.evaluation import (
+    EvalOptions,
+    ModelSpecError,
+    SmallCNN,
+    evaluate,
+    load_model,
+    parse_model_spec,
+    resolve_clean_error,
+    resolve_preprocessing,
+)
+from imagenet_pipe.evaluation.metrics import ALEXNET_ERRORS, corruption_summary
 from imagenet_pipe.fakes.imagenet1k import make_imagenet1k
 from imagenet_pipe.fakes.imagenet_c import make_imagenet_c
 from imagenet_pipe.fakes.imagenet_ra import make_renditions
 from imagenet_pipe.fakes.imagenet_sketch import make_imagenet_sketch
 from imagenet_pipe.fakes.imagenet_v2 import make_imagenet_v2
-from imagenet_pipe.metrics import ALEXNET_ERRORS, corruption_summary
-from imagenet_pipe.models import ModelSpecError, load_model
+from imagenet_pipe.loaders import DistInfo
 
 from .conftest import quiet
 from .test_variants import A_INDICES, R_INDICES
@@ -94,7 +104,8 @@ def results(shards, model, tmp_path_factory) -> dict[str, tuple[dict, Path]]:
     for dataset in ("imagenet1k", "imagenet-r", "imagenet-a", "imagenet-c", "imagenet-v2", "imagenet-sketch"):
         clean = out["imagenet1k"][0] if dataset == "imagenet-c" else None
         logits = tmp / f"{dataset}.npz"
-        result = evaluate(shards[dataset], model, clean_error=clean, save_logits=logits, progress=False, **CPU)
+        result = evaluate(shards[dataset], model, EvalOptions(clean_error=clean, save_logits=logits, progress=False,
+                                                              loader=CPU))
         out[dataset] = (result, logits)
     return out
 
@@ -138,9 +149,9 @@ def independent(root: Path, logits_file: Path, split: str, indices: list[int] | 
     return out
 
 
-def assert_split_matches(got: dict, want: dict) -> None:
+def assert_split_matches(got, want: dict) -> None:
     for name, value in want.items():
-        assert got[name] == pytest.approx(value, abs=1e-9), name
+        assert getattr(got, name) == pytest.approx(value, abs=1e-9), name
 
 
 # --- every dataset, every metric ------------------------------------------------------------------------
@@ -148,10 +159,10 @@ def assert_split_matches(got: dict, want: dict) -> None:
 def test_imagenet1k_top1_top5_and_real(shards, results):
     result, logits = results["imagenet1k"]
     want = independent(shards["imagenet1k"], logits, "validation")
-    assert_split_matches(result["splits"]["validation"], want)
+    assert_split_matches(result.splits["validation"], want)
     assert want["count"] == 23 and want["real_excluded"] >= 1  # val 1 has an empty ReaL list
-    assert result["counts"] == {"validation": 23}
-    pre = result["preprocessing"]  # EfficientNet-Lite's own preprocessing, declared by the factory
+    assert result.counts == {"validation": 23}
+    pre = result.preprocessing  # EfficientNet-Lite's own preprocessing, declared by the factory
     assert pre["interpolation"] == "bicubic" and pre["mean"] == pytest.approx([127 / 255] * 3)
     assert pre["std"] == pytest.approx([128 / 255] * 3) and pre["resize_shorter"] == 256
     assert pre["sources"]["mean"] == "model (factory)"
@@ -164,9 +175,9 @@ def test_r_and_a_200_class_mask(shards, results, dataset, spec_indices):
     result, logits = results[dataset]
     indices = [int(i) for i in spec_indices.split(",")]
     want = independent(shards[dataset], logits, "validation", indices)
-    assert_split_matches(result["splits"]["validation"], want)
-    assert list(result["splits"]) == ["validation"]  # validation_200 is the same images: not evaluated twice
-    assert result["subset"]["num_classes"] == 200
+    assert_split_matches(result.splits["validation"], want)
+    assert list(result.splits) == ["validation"]  # validation_200 is the same images: not evaluated twice
+    assert result.subset["num_classes"] == 200
     # the mask matters: among 200 classes the model is right at least as often as among 1000
     assert want["top1_200"] >= want["top1"]
 
@@ -179,12 +190,12 @@ def test_imagenet_c_errors_mce_and_relative_mce(shards, results):
         for severity in range(1, 6):
             split = f"{corruption}-{severity}"
             want = independent(shards["imagenet-c"], logits, split)
-            got = result["splits"][split]
+            got = result.splits[split]
             assert_split_matches(got, want)
-            assert (got["corruption"], got["severity"]) == (corruption, severity)
-            assert got["error"] == pytest.approx(1 - want["top1"])
+            assert (got.corruption, got.severity) == (corruption, severity)
+            assert got.error == pytest.approx(1 - want["top1"])
             errors.setdefault(corruption, []).append(1 - want["top1"])
-    c = result["imagenet_c"]
+    c = result.imagenet_c
     # all five severities present: CE_c = mean_s E / AlexNet average, relative = (mean E - clean) / (avg - 0.435)
     ce = {k: np.mean(v) / ALEXNET_AVERAGE[k] for k, v in errors.items()}
     rel = {k: (np.mean(v) - clean) / (ALEXNET_AVERAGE[k] - ALEXNET_CLEAN) for k, v in errors.items()}
@@ -199,22 +210,23 @@ def test_imagenet_c_errors_mce_and_relative_mce(shards, results):
     assert c["complete"] is False and c["corruptions_used"] == ["gaussian_noise", "defocus_blur"]
     assert c["extra"]["corruptions_used"] == []
     # ImageNet-C images are validation images: ReaL applies (val 1's empty list left out)
-    assert result["splits"]["gaussian_noise-1"]["real_excluded"] >= 1
+    assert result.splits["gaussian_noise-1"].real_excluded >= 1
 
 
 @pytest.mark.parametrize("dataset,split", [("imagenet-v2", "matched_frequency"), ("imagenet-sketch", "validation")])
 def test_v2_and_sketch_top1_top5(shards, results, dataset, split):
     result, logits = results[dataset]
     want = independent(shards[dataset], logits, split)
-    assert_split_matches(result["splits"][split], want)
-    assert "real_top1" not in result["splits"][split] and "imagenet_c" not in result
+    assert_split_matches(result.splits[split], want)
+    assert result.splits[split].real_top1 is None and result.imagenet_c is None
+    assert "real_top1" not in result.as_json()["splits"][split] and "imagenet_c" not in result.as_json()
 
 
 def test_the_pretrained_model_recognises_the_photos(results):
     """The fake 1K photos show ImageNet classes (espresso, tabby, moped, ...): a real model must do
     far better than chance, which also checks the preprocessing end to end."""
-    split = results["imagenet1k"][0]["splits"]["validation"]
-    assert split["top5"] >= 0.5, split
+    split = results["imagenet1k"][0].splits["validation"]
+    assert split.top5 >= 0.5, split
 
 
 # --- metric definitions against the published numbers ----------------------------------------------------
@@ -260,9 +272,10 @@ def test_partial_severities_are_normalised_like_for_like():
 def test_clean_error_forms(results, tmp_path):
     assert resolve_clean_error(0.25)[0] == 0.25 and resolve_clean_error("23.9%")[0] == pytest.approx(0.239)
     doc = tmp_path / "r.json"
-    doc.write_text(json.dumps({"results": [results["imagenet1k"][0]]}))
-    want = results["imagenet1k"][0]["splits"]["validation"]["error"]
+    doc.write_text(json.dumps({"results": [results["imagenet1k"][0].as_json()]}))
+    want = results["imagenet1k"][0].splits["validation"].error
     assert resolve_clean_error(str(doc))[0] == pytest.approx(want)
+    assert resolve_clean_error(results["imagenet1k"][0])[0] == pytest.approx(want)
     with pytest.raises(ValueError, match="fraction"):
         resolve_clean_error(23.9)
     with pytest.raises(ValueError, match="no imagenet1k validation"):
@@ -287,9 +300,9 @@ def test_torchscript_pickle_and_checkpoint_dict_give_the_same_predictions(shards
     for spec, kind in ((tmp_path / "lite0.ts", "torchscript"), (tmp_path / "lite0.pth", "pickle"),
                        (tmp_path / "ckpt.pt", "pickle")):
         logits = tmp_path / f"{spec.name}.npz"
-        result = evaluate(shards["imagenet-v2"], str(spec), save_logits=logits, progress=False, **CPU)
-        assert result["model"]["kind"] == kind
-        assert result["preprocessing"]["interpolation"] == "bicubic", "the model's config travels with the file"
+        result = evaluate(shards["imagenet-v2"], str(spec), EvalOptions(save_logits=logits, progress=False, loader=CPU))
+        assert result.model["kind"] == kind
+        assert result.preprocessing["interpolation"] == "bicubic", "the model's config travels with the file"
         assert _predictions(logits, "matched_frequency") == base, spec.name
 
 
@@ -301,14 +314,42 @@ def test_bad_model_specs_are_clear_errors(tmp_path):
         (str(tmp_path / "missing.pt"), "does not exist"),
         (str(tmp_path / "weights.pth"), "state_dict"),
         ("collections:OrderedDict", "not a torch.nn.Module"),
+        ("resnet50", "write timm:resnet50 or tv:resnet50"),  # a bare name is ambiguous between the zoos
+        ("tiny", "write timm:tiny or tv:tiny"),
     ]
     if importlib_missing("timm"):
         cases.append(("timm:resnet50", "needs timm"))
-    if importlib_missing("timm") and importlib_missing("torchvision"):
-        cases.append(("resnet50", "neither timm nor torchvision"))
+    if importlib_missing("torchvision"):
+        cases.append(("tv:resnet50", "needs torchvision"))
     for spec, message in cases:
         with pytest.raises(ModelSpecError, match=message.replace("(", r"\(")):
             load_model(spec)
+
+
+def test_one_model_spec_grammar(tmp_path):
+    """eval, the profiler's model step and tools/train_example.py read --model the same way."""
+    torch.save(nn.Linear(2, 2), tmp_path / "m.pth")
+    forms = {"small": ("small", "small"), "timm:resnet50": ("timm", "resnet50"),
+             "tv:resnet50": ("torchvision", "resnet50"), "torchvision:vit_b_16": ("torchvision", "vit_b_16"),
+             str(tmp_path / "m.pth"): ("file", str(tmp_path / "m.pth")),
+             "tools.models:efficientnet_lite0": ("factory", "tools.models:efficientnet_lite0")}
+    for text, (kind, target) in forms.items():
+        spec = parse_model_spec(text)
+        assert (spec.kind, spec.target, spec.text) == (kind, target, text)
+    small = load_model("small", pretrained=False, num_classes=10)
+    assert isinstance(small.module, SmallCNN) and small.kind == "builtin" and not small.module.training
+    assert tuple(small.module(torch.zeros(2, 3, 64, 64)).shape) == (2, 10) and small.notes == []
+    assert "random weights" in load_model("small").notes[0]  # evaluation asks for weights it cannot have
+
+
+def test_the_caller_owns_the_process_group(shards, model):
+    """Several ranks without a process group: an error saying so, and no group started behind the
+    caller's back (imagenet-pipe eval starts and ends its own under torchrun)."""
+    import torch.distributed as tdist
+
+    with pytest.raises(OptionsError, match=r"needs an initialised torch\.distributed process group"):
+        evaluate(shards["imagenet-v2"], model, EvalOptions(progress=False, loader=CPU), dist=DistInfo(0, 2, 0))
+    assert not tdist.is_initialized()
 
 
 def importlib_missing(name: str) -> bool:
@@ -344,19 +385,17 @@ def test_timm_name_uses_timm_pretrained_data_config(monkeypatch):
     assert loaded.kind == "timm" and not loaded.module.training
     assert loaded.data_config == {"size": 288, "crop_pct": 0.95, "interpolation": "bicubic",
                                   "mean": (0.5, 0.5, 0.5), "std": (0.25, 0.25, 0.25)}
-    from imagenet_pipe.evaluate import resolve_preprocessing
-
-    cfg, sources = resolve_preprocessing("eval-224", loaded, crop_pct=0.9)  # flags beat the model
+    cfg, sources = resolve_preprocessing(EvalOptions(loader={"crop_pct": 0.9}), loaded)  # flags beat the model
     assert (cfg.size, cfg.crop_pct, cfg.interpolation, cfg.resize_shorter) == (288, 0.9, "bicubic", 320)
     assert sources["size"] == "model (timm)" and sources["crop_pct"] == "override"
-    cfg, sources = resolve_preprocessing("eval-224", loaded, use_model_config=False)
+    cfg, sources = resolve_preprocessing(EvalOptions(use_model_config=False), loaded)
     assert (cfg.size, cfg.interpolation, sources["mean"]) == (224, "bilinear", "preset eval-224")
 
 
 def test_wrong_number_of_logits_is_an_error(shards):
     tiny = nn.Sequential(nn.AdaptiveAvgPool2d(1), nn.Flatten(), nn.Linear(3, 10))
     with pytest.raises(ValueError, match="dataset has 1000 classes"):
-        evaluate(shards["imagenet-v2"], tiny, progress=False, **CPU)
+        evaluate(shards["imagenet-v2"], tiny, EvalOptions(progress=False, loader=CPU))
 
 
 # --- command line -------------------------------------------------------------------------------------------
@@ -377,9 +416,9 @@ def test_cli_table_json_and_clean_error_from_the_1k_folder(shards, results, tmp_
     assert c_result["imagenet_c"]["clean_error"] == pytest.approx(k_result["splits"]["validation"]["error"])
     # the same predictions as the API run
     for split, metrics in k_result["splits"].items():
-        want = results["imagenet1k"][0]["splits"][split]
+        want = results["imagenet1k"][0].splits[split]
         assert {k: metrics[k] for k in ("count", "top1", "top5", "real_top1")} == \
-            {k: want[k] for k in ("count", "top1", "top5", "real_top1")}
+            {k: getattr(want, k) for k in ("count", "top1", "top5", "real_top1")}
 
 
 def test_cli_unknown_model_exits_2(shards, capsys):
@@ -410,11 +449,11 @@ def test_torchrun_two_ranks_match_one_process(shards, results, tmp_path):
     v2, c = doc["results"]
     assert v2["loader"]["world_size"] == 2
     for result, dataset in ((v2, "imagenet-v2"), (c, "imagenet-c")):
-        single = results[dataset][0]["splits"]
+        single = results[dataset][0].splits
         for split, metrics in result["splits"].items():
             for name in ("count", "top1", "top5", "real_top1"):
-                if name in single[split]:
-                    assert metrics[name] == pytest.approx(single[split][name]), (split, name)
+                if getattr(single[split], name) is not None:
+                    assert metrics[name] == pytest.approx(getattr(single[split], name)), (split, name)
     keys, _, logits = saved(tmp_path / "l.imagenet-c.npz", "defocus_blur-3")
     ref_keys, _, ref = saved(results["imagenet-c"][1], "defocus_blur-3")
     assert keys == ref_keys and np.allclose(logits, ref, atol=1e-4)

@@ -17,7 +17,8 @@ from imagenet_pipe.classes import subset_indices, wnid_list
 from imagenet_pipe.config import load_preset
 from imagenet_pipe.conversion import ConvertError, convert, resolve_options
 from imagenet_pipe.conversion.hygiene import HygienePolicy, clean
-from imagenet_pipe.fakes import make_fake, read_expected
+from imagenet_pipe.errors import OptionsError
+from imagenet_pipe.fakes import FAKES, make_fake, read_expected
 from imagenet_pipe.fakes.imagenet21k import make_imagenet21k, plan, plan_p
 from imagenet_pipe.fakes.imagenet_c import make_imagenet_c
 from imagenet_pipe.fakes.imagenet_ra import make_renditions
@@ -400,6 +401,12 @@ def test_all_black_flag_is_opt_in_and_checked():
 
 
 # --- every dataset ---------------------------------------------------------------------------------
+
+def test_the_fakes_registry_matches_the_sources_registry(tmp_path):
+    assert list(FAKES) == list(SOURCES)
+    with pytest.raises(OptionsError, match="no fake generator for 'imagenet-x'"):
+        make_fake("imagenet-x", tmp_path)
+
 
 def test_presets_and_fakes_exist_for_every_dataset(tmp_path):
     for dataset in SOURCES:

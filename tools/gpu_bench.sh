@@ -23,7 +23,7 @@
 # worker ready: (4 + 1) x 2 x CORES + 1 batches per pass, so TRAIN follows CORES (16: 41,472 images,
 # about 4 GB of shards). CORES pins both loaders to that many CPUs (default: all, at most 16).
 # Dry run without a GPU (checks everything but the GPU; a few minutes on 2 cores):
-#   DEVICE=cpu CORES=2 POOL=24 BATCH=16 BATCHES=3 REPEATS=2 TTFB_SHARDS=64 TTFB_PER_SHARD=4 MODEL=tiny \
+#   DEVICE=cpu CORES=2 POOL=24 BATCH=16 BATCHES=3 REPEATS=2 TTFB_SHARDS=64 TTFB_PER_SHARD=4 MODEL=small \
 #     OUT=/tmp/gpu-dry DATA=/tmp/gpu-dry-data bash tools/gpu_bench.sh
 set -uo pipefail
 T0=$(date +%s)
@@ -44,7 +44,7 @@ BENCH_BUDGET_S=${BENCH_BUDGET_S:-390}
 if [ -z "${PY:-}" ]; then
   if [ -x .venv/bin/python ]; then PY=.venv/bin/python; else PY=$(command -v python3 || command -v python); fi
 fi
-MODEL=${MODEL:-$("$PY" -c "import torchvision" 2>/dev/null && echo resnet50 || echo tiny)}
+MODEL=${MODEL:-$("$PY" -c "import torchvision" 2>/dev/null && echo tv:resnet50 || echo small)}
 mkdir -p "$OUT"
 exec > >(tee -a "$OUT/gpu_bench.log") 2>&1
 export PYTHONUNBUFFERED=1

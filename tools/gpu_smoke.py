@@ -148,10 +148,11 @@ def check_nvjpeg(s: Smoke):
 
 def check_backends(s: Smoke):
     """The profiler's decoder-backend report, for the eval preset's decoder."""
-    from imagenet_pipe.bench import run_bench
+    from imagenet_pipe.bench import BenchOptions, run_bench
 
-    result = run_bench(s.shards, presets=["eval-224"], device=s.device, batch_size=16, warmup=2, batches=8,
-                       stages_wanted=["backends"], out_dir=None, print_table=False, log=lambda _m: None)
+    options = BenchOptions(presets=("eval-224",), device=s.device, batch_size=16, warmup=2, batches=8,
+                           stages=("backends",), out_dir=None, print_table=False)
+    result = run_bench(s.shards, options, log=lambda _m: None)
     report = result["decoder_backends"]
     if report is None or "error" in report:
         return FAIL, f"no report: {result['errors']}", result["errors"]
@@ -351,11 +352,12 @@ def check_baseline(s: Smoke):
 
 
 def check_quick_bench(s: Smoke):
-    from imagenet_pipe.bench import run_bench
+    from imagenet_pipe.bench import BenchOptions, run_bench
 
     out = s.work / "bench"
-    result = run_bench(s.shards, presets=["train-224"], device=s.device, quick=True, ttfb_shards=64,
-                       out_dir=out, print_table=False, log=lambda _m: None)  # eval: the checks above
+    options = BenchOptions(presets=("train-224",), device=s.device, ttfb_shards=64, out_dir=out,
+                           print_table=False).quick()  # eval: the checks above
+    result = run_bench(s.shards, options, log=lambda _m: None)
     written = json.loads((out / "bench.json").read_text())
     rates = {name: run["stages"].get("loader_dali", {}).get("img_s", {}).get("median")
              for name, run in result["presets"].items()}

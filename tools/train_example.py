@@ -10,8 +10,10 @@ channels-last, DistributedDataParallel under torchrun, exact-once evaluation.
 ``--save-every`` steps and at the end of each epoch (written to a temporary file, then renamed);
 ``--resume`` continues from it mid-epoch, with the batches an uninterrupted run would have seen.
 
-``--model``: ``small`` (a built-in CNN, default), ``timm:<name>`` or ``tv:<name>`` when timm /
-torchvision are installed. On a machine without CUDA it trains on the CPU (DALI CPU operators,
+``--model``: a model spec, read as ``imagenet-pipe eval`` and ``bench`` read it
+(``imagenet_pipe.evaluation.spec``): ``small`` (the built-in CNN, default), ``timm:<name>`` or
+``tv:<name>`` when timm / torchvision are installed (freshly initialised), a model file or
+``package.module:callable``. On a machine without CUDA it trains on the CPU (DALI CPU operators,
 bfloat16 autocast, gloo).
 """
 
@@ -28,43 +30,13 @@ import torch.nn.functional as F
 from torch import nn
 
 from imagenet_pipe import build_loader
-
-
-class SmallCNN(nn.Module):
-    """A few conv blocks; enough to show the loop, cheap enough for CI."""
-
-    def __init__(self, num_classes: int = 1000, width: int = 32) -> None:
-        super().__init__()
-        layers, cin = [], 3
-        for cout in (width, width * 2, width * 4, width * 8):
-            layers += [nn.Conv2d(cin, cout, 3, stride=2, padding=1, bias=False), nn.BatchNorm2d(cout), nn.ReLU(True)]
-            cin = cout
-        self.features = nn.Sequential(*layers)
-        self.head = nn.Linear(cin, num_classes)
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.head(self.features(x).mean((2, 3)))
-
-
-def make_model(spec: str, num_classes: int) -> nn.Module:
-    if spec == "small":
-        return SmallCNN(num_classes)
-    library, _, name = spec.partition(":")
-    if library == "timm":
-        import timm
-
-        return timm.create_model(name, num_classes=num_classes)
-    if library == "tv":
-        import torchvision
-
-        return torchvision.models.get_model(name, num_classes=num_classes)
-    raise ValueError(f"--model must be 'small', 'timm:<name>' or 'tv:<name>', not {spec!r}")
+from imagenet_pipe.evaluation import SPEC_HELP, load_model
 
 
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--shards", required=True, help="folder written by `imagenet-pipe convert`")
-    p.add_argument("--model", default="small")
+    p.add_argument("--model", default="small", help=f"model: {SPEC_HELP}")
     p.add_argument("--epochs", type=int, default=1)
     p.add_argument("--steps", type=int, default=0, help="stop each epoch after this many steps (0: full epoch)")
     p.add_argument("--batch-size", type=int, default=64, help="per process")
@@ -96,7 +68,8 @@ def main() -> None:
                        memory_format="channels_last")
     num_classes = train.shards.num_classes or 1000
 
-    model = make_model(args.model, num_classes).to(device, memory_format=torch.channels_last)
+    model = load_model(args.model, pretrained=False, num_classes=num_classes).module
+    model = model.to(device, memory_format=torch.channels_last)
     if world > 1:
         model = nn.parallel.DistributedDataParallel(model, device_ids=[local_rank] if use_cuda else None)
     opt = torch.optim.SGD(model.parameters(), lr=args.lr, momentum=0.9, weight_decay=5e-5)

@@ -3,22 +3,17 @@ ceiling, decode + crop/resize, the full loaders, a model step), the DALI loader 
 baseline at equal cores, time to first batch with and without ``.idx``, auto-tuning into a YAML
 preset, and a machine record with every result (JSON, table, PNG).
 
-    from imagenet_pipe.bench import run_bench
-    result = run_bench("shards/imagenet1k", presets=["train-224", "eval-224"], cores=8, out_dir="bench-out")
+    from imagenet_pipe.bench import BenchOptions, run_bench
+    result = run_bench("shards/imagenet1k", BenchOptions(presets=("train-224", "eval-224"), cores=8))
+
+The runner imports torch and DALI; it is loaded only when used, not for ``imagenet-pipe --help``.
 """
 
 from __future__ import annotations
 
-from .options import DEFAULT_STAGES, STAGES
+from ..lazy import lazy_exports
 
-
-def __getattr__(name: str):
-    # the runner imports torch and DALI: load it only when used, not for `imagenet-pipe --help`
-    if name in ("run_bench", "resolve_presets"):
-        from . import run
-
-        return getattr(run, name)
-    raise AttributeError(f"module 'imagenet_pipe.bench' has no attribute {name!r}")
-
-
-__all__ = ["DEFAULT_STAGES", "STAGES", "resolve_presets", "run_bench"]
+__getattr__, __all__ = lazy_exports(__name__, {
+    "options": ("DEFAULT_STAGES", "STAGES", "BenchOptions", "resolve_presets"),
+    "run": ("run_bench",),
+})

@@ -11,6 +11,7 @@ shared machine) to be taken.
 from __future__ import annotations
 
 import statistics
+from collections.abc import Callable
 from dataclasses import asdict, replace
 from datetime import datetime, timezone
 from pathlib import Path
@@ -39,21 +40,20 @@ def candidates(ctx: StageContext, cores: int) -> dict[str, list[Any]]:
 
 def autotune(ctx: StageContext, cores: int, *, base_preset: str | Path, out_path: str | Path | None = None,
              space: dict[str, list[Any]] | None = None, min_gain: float = 0.03, confirm: int = 3,
-             log=print) -> dict[str, Any]:
+             log: Callable[[str], None] = print) -> dict[str, Any]:
     """Sweep, pick, confirm, write ``out_path`` (a preset ``build_loader(..., preset=out_path)`` accepts).
 
     Short trials on a shared machine can crown a lucky setting, so the winner is measured again
     against the starting settings, alternately, ``confirm`` times each; it is kept only if its
     median still beats the start by ``min_gain``, else the starting settings are written."""
     space = space or candidates(ctx, cores)
-    steps = ctx.shards.num_samples
     best_cfg: LoaderConfig = replace(ctx.cfg, num_threads=ctx.cfg.threads)
     trials: list[dict[str, Any]] = []
 
     def trial(cfg: LoaderConfig) -> float:
-        if steps // cfg.batch_size < ctx.warmup + 2:  # too few batches in a pass to time anything
+        rate = loader_rate(replace(ctx, cfg=cfg), min_batches=ctx.warmup + 2)
+        if rate is None:  # too few batches in a pass to time anything
             return 0.0
-        rate = loader_rate(replace(ctx, cfg=cfg))
         trials.append({**{k: getattr(cfg, k) for k in space}, "img_s": round(rate, 1)})
         log(f"  tune {', '.join(f'{k}={getattr(cfg, k)}' for k in space)}: {rate:,.0f} img/s")
         return rate
@@ -73,8 +73,8 @@ def autotune(ctx: StageContext, cores: int, *, base_preset: str | Path, out_path
     if confirm and best_cfg != start_cfg:
         runs: dict[str, list[float]] = {"start": [], "chosen": []}
         for _ in range(confirm):
-            runs["start"].append(loader_rate(replace(ctx, cfg=start_cfg)))
-            runs["chosen"].append(loader_rate(replace(ctx, cfg=best_cfg)))
+            runs["start"].append(loader_rate(replace(ctx, cfg=start_cfg)) or 0.0)
+            runs["chosen"].append(loader_rate(replace(ctx, cfg=best_cfg)) or 0.0)
         start_rate, best = statistics.median(runs["start"]), statistics.median(runs["chosen"])
         held = best > start_rate * (1 + min_gain)
         confirmation = {"start_img_s": [round(r, 1) for r in runs["start"]],

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import os
 import shutil
+from collections.abc import Callable
 from concurrent.futures import ProcessPoolExecutor
 from pathlib import Path
 
@@ -37,7 +38,7 @@ def photo_pool(count: int, style: str = "photo", seed: int = 0, workers: int | N
 
 def make_bench_shards(out: str | Path, *, train: int = 2560, val: int = 1280, classes: int = 100, pool: int = 800,
                       style: str = "photo", shard_size: int = 128, workers: int | None = None, seed: int = 0,
-                      log=print) -> Path:
+                      log: Callable[[str], None] = print) -> Path:
     """Fake ImageNet-1K (official layout, ``train`` + ``val`` images, ``pool`` distinct JPEGs) ->
     ``imagenet-pipe convert`` -> shards in ``out``. Returns ``out``; reuses a finished conversion."""
     from ..conversion import convert

@@ -17,7 +17,7 @@ from collections.abc import Callable
 from dataclasses import replace
 from typing import Any
 
-from .stages import StageContext
+from .stages import StageContext, make_loader
 
 
 def _measure(ctx: StageContext, graph: Callable | None, batches: int) -> dict[str, float]:
@@ -37,19 +37,20 @@ def _measure(ctx: StageContext, graph: Callable | None, batches: int) -> dict[st
 
 
 def _python_side(ctx: StageContext, batches: int) -> dict[str, float]:
-    """The loader's per-batch Python work (read by offset, byte checks, geometry) without DALI."""
+    """The loader's per-batch Python work (read by offset, byte checks, geometry) without DALI, over
+    the batches of the loaders' own epoch plan."""
     from ..loaders.dali import source_arrays
-    from ..loaders.plan import EpochPlan, PlanArgs
+    from ..loaders.plan import EpochPlan
     from ..loaders.reader import SampleReader
 
-    cfg = ctx.cfg
-    plan = EpochPlan(PlanArgs(ctx.shards.num_samples, ctx.shards.lengths, cfg.batch_size, 1, 0, cfg.mode == "train",
-                              cfg.seed, cfg.shuffle_block), 0)
+    planned = make_loader(ctx, "baseline")  # for its epoch plan: the baseline builds no pipeline or worker
+    plan = EpochPlan(planned.plan_args, 0)
+    planned.close()
     reader, images = SampleReader(ctx.shards), 0
     cpu, wall = time.process_time(), time.perf_counter()
     for i in range(min(batches, plan.steps)):
         fetched = reader.read(plan.batch(i))
-        source_arrays(cfg, ctx.cuda, 0, fetched)
+        source_arrays(ctx.cfg, ctx.cuda, 0, fetched)
         images += len(fetched.ids)
     cpu, wall = time.process_time() - cpu, time.perf_counter() - wall
     reader.close()

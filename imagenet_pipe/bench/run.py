@@ -11,9 +11,8 @@ from __future__ import annotations
 import os
 import shutil
 import tempfile
-import time
 import traceback
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import asdict, replace
 from pathlib import Path
 from typing import Any
@@ -21,21 +20,12 @@ from typing import Any
 import torch
 
 from ..errors import OptionsError
-from ..loaders.config import resolve_config
+from ..loaders.config import LoaderConfig, resolve_config
 from ..loaders.shardset import ShardSet
 from . import report, stages
 from .machine import available_cpus, load_average, machine_record
-from .options import DEFAULT_STAGES, PARITY, STAGES
-from .stages import StageContext
-from .timing import time_epochs
-
-
-def resolve_presets(presets: Sequence[str] | None, modes: Sequence[str] | None, sizes: Sequence[int] | None
-                    ) -> list[str]:
-    """Preset names from ``--preset`` or from ``--mode`` x ``--size`` (``train-224``, ``eval-384``, ...)."""
-    if presets:
-        return list(presets)
-    return [f"{m}-{s}" for m in (modes or ("train", "eval")) for s in (sizes or (224,))]
+from .options import BenchOptions
+from .stages import StageContext, TimedLoader
 
 
 def _device(device: str) -> str:
@@ -108,36 +98,28 @@ def _interleaved_loaders(ctx: StageContext, variants: dict[str, tuple[str, dict[
     """Full-loader passes, alternating between variants repeat by repeat, so that a slow spell on a
     shared machine lands on all of them rather than on one. A variant that fails is recorded and
     dropped; the others go on."""
-    loaders: dict[str, Any] = {}
-    built_s: dict[str, float] = {}
-    rates: dict[str, list[float]] = {name: [] for name in variants}
+    timed: dict[str, TimedLoader] = {}
 
     def build(name: str, backend: str, overrides: dict[str, Any]) -> dict[str, Any]:
-        start = time.perf_counter()
-        loaders[name] = stages.make_loader(ctx, backend, **overrides)
-        built_s[name] = time.perf_counter() - start
-        return {"backend": backend, "build_s": round(built_s[name], 3)}
+        timed[name] = TimedLoader(ctx, backend, **overrides)
+        return {"backend": backend, "build_s": round(timed[name].build_s, 3)}
 
-    def one_pass(name: str, backend: str, overrides: dict[str, Any]) -> dict[str, Any]:
-        ldr, cfg = loaders[name], replace(ctx.cfg, **overrides)
-        window = stages.loader_window(ctx, backend, cfg, len(ldr))
-        rates[name] += time_epochs(lambda: (b.images.shape[0] for b in ldr), warmup=window.warmup_batches,
-                                   batches=window.timed_batches, repeats=1, sync=ctx.sync)
-        return stages.loader_summary(backend, cfg, rates[name], window, built_s[name])
+    def one_pass(name: str) -> dict[str, Any]:
+        timed[name].time_passes(1)
+        return timed[name].summary()
 
     try:
         for name, (backend, overrides) in variants.items():
             rec.stage(f"{preset}/{name}", lambda n=name, b=backend, o=overrides: build(n, b, o), st, name)
         for _ in range(ctx.repeats):
-            for name, (backend, overrides) in variants.items():
-                if name in loaders and rec.stage(f"{preset}/{name}", lambda n=name, b=backend, o=overrides:
-                                                 one_pass(n, b, o), st, name) is None:
-                    loaders.pop(name).close()
-        for name in loaders:
+            for name in variants:
+                if name in timed and rec.stage(f"{preset}/{name}", lambda n=name: one_pass(n), st, name) is None:
+                    timed.pop(name).close()
+        for name in timed:
             rec.log(f"  {name}: {st[name]['img_s']['median']:,.0f} img/s")
     finally:
-        for ldr in loaders.values():
-            ldr.close()
+        for loader in timed.values():
+            loader.close()
 
 
 def _loader_variants(ctx: StageContext, wanted: set[str], parity: str) -> dict[str, tuple[str, dict[str, Any]]]:
@@ -154,9 +136,9 @@ def _loader_variants(ctx: StageContext, wanted: set[str], parity: str) -> dict[s
     return variants
 
 
-def run_preset(ctx: StageContext, wanted: set[str], rec: Recorder, name: str, *, parity: str = "both",
-               model: str = "tiny", model_step: str | None = None, model_backends: Sequence[str] = ("dali",)) -> None:
+def run_preset(ctx: StageContext, options: BenchOptions, rec: Recorder, name: str) -> None:
     """Every wanted stage of one preset, into ``rec.result["presets"][name]``."""
+    wanted = options.wanted
     out: dict[str, Any] = {"config": _cfg_json(ctx.cfg), "stages": {}, "ratios": {}}
     rec.result["presets"][name] = out
     st = out["stages"]
@@ -171,7 +153,7 @@ def run_preset(ctx: StageContext, wanted: set[str], rec: Recorder, name: str, *,
     if "resize" in wanted:
         rec.stage(f"{name}/decode_resize", lambda: stages.decode_resize(ctx), st, "decode_resize",
                   lambda r: f"  decode + crop/resize: {r['img_s']['median']:,.0f} img/s")
-    variants = _loader_variants(ctx, wanted, parity)
+    variants = _loader_variants(ctx, wanted, options.parity)
     if variants:
         _interleaved_loaders(ctx, variants, rec, name, st)
     out["ratios"], out["ratios_withheld"] = report.ratios(st), report.withheld_ratios(st)
@@ -185,10 +167,11 @@ def run_preset(ctx: StageContext, wanted: set[str], rec: Recorder, name: str, *,
 
         rec.stage(f"{name}/ops", lambda: op_costs(ctx), out, "ops",
                   lambda r: f"  ops: {len(r.get('rows', {}))} pipelines profiled")
-    if model_step and "model" in wanted:
+    if options.model_step and "model" in wanted:
         out["model"] = []
-        kind = model_step if model_step != "auto" else ("fwdbwd" if ctx.cfg.mode == "train" else "fwd")
-        for backend in model_backends:
+        model, kind = options.model, options.model_step
+        kind = kind if kind != "auto" else ("fwdbwd" if ctx.cfg.mode == "train" else "fwd")
+        for backend in options.model_backends:
             rec.stage(f"{name}/model {backend}", lambda b=backend: stages.model_step(ctx, b, model, kind),
                       out["model"], None,
                       lambda m: f"  model {model} {kind} alone {m['model_alone_img_s']['median']:,.0f} img/s, fed "
@@ -201,15 +184,12 @@ def _cfg_json(cfg) -> dict[str, Any]:
     return d
 
 
-TUNABLE = ("num_threads", "prefetch", "batch_size", "hw_decoder_load")
-
-
-def _space(given: dict[str, list[Any]] | None, ctx: StageContext, cores: int) -> dict[str, list[Any]]:
+def _space(given: Mapping[str, Sequence[Any]], ctx: StageContext, cores: int) -> dict[str, list[Any]]:
     """The default sweep with the given knobs replaced (a knob given an empty list is not swept)."""
     from .autotune import candidates
 
     space = candidates(ctx, cores)
-    for knob, values in (given or {}).items():
+    for knob, values in given.items():
         if values and (knob != "hw_decoder_load" or ctx.cuda):  # no hardware decoder on CPU pipelines
             space[knob] = list(values)
         else:
@@ -227,47 +207,53 @@ def _tune_path(tune_out: str | Path | None, out_dir: Path, preset: str, device: 
     return path.with_name(f"{path.stem}-{preset}{path.suffix}") if several else path
 
 
-def _contexts(presets: Sequence[str], shards: ShardSet, dev: str, n_cores: int, *, threads: int | None,
-              workers: int | None, batch_size: int | None, prefetch: int | None, hw_decoder_load: float | None,
-              warmup: int, batches: int, repeats: int) -> dict[str, StageContext]:
+def _contexts(shards: ShardSet, options: BenchOptions, dev: str, n_cores: int) -> dict[str, StageContext]:
     """Each preset's resolved config, all before anything is measured (a bad preset fails at once).
     Thread counts: given > the preset's own (a tuned preset) > the cores; baseline workers default to
     the DALI threads, so that both loaders get the same cores and as many workers."""
     from ..loaders.common import resolve_device
 
     contexts = {}
-    for preset in presets:
+    for preset in options.presets:
         base = resolve_config(preset)
-        n_threads = threads or base.num_threads or n_cores
-        n_workers = workers or base.num_workers or n_threads
+        n_threads = options.threads or base.num_threads or n_cores
+        n_workers = options.workers or base.num_workers or n_threads
         cfg = resolve_config(preset, device=dev, num_threads=n_threads, num_workers=n_workers,
-                             batch_size=batch_size, prefetch=prefetch, hw_decoder_load=hw_decoder_load)
-        fits = max(1, shards.num_samples // (warmup + 2))
-        if batch_size is None and cfg.batch_size > fits:  # a small shard set: keep some timed batches per pass
-            cfg = replace(cfg, batch_size=fits)
-        contexts[preset] = StageContext(shards, cfg, resolve_device(cfg, 0), warmup=warmup, batches=batches,
-                                        repeats=repeats)
+                             batch_size=options.batch_size, prefetch=options.prefetch,
+                             hw_decoder_load=options.hw_decoder_load)
+        if options.batch_size is None:  # a small shard set: keep some timed batches per pass
+            cfg = _fit_batch_size(shards, cfg, options.warmup + 2)
+        contexts[preset] = StageContext(shards, cfg, resolve_device(cfg, 0), warmup=options.warmup,
+                                        batches=options.batches, repeats=options.repeats)
     return contexts
 
 
-def _first_batch(rec: Recorder, ctx: StageContext, root: str | Path, split: str, count: int, per_shard: int,
-                 repeats: int, tiny_images: bool) -> None:
+def _fit_batch_size(shards: ShardSet, cfg: LoaderConfig, min_batches: int) -> LoaderConfig:
+    """``cfg`` with its batch size capped at a ``min_batches``-th of the split, so that a small shard
+    set still holds ``min_batches`` full batches (how many a pass yields is the loaders' business:
+    the timing windows are sized from ``len(loader)``)."""
+    cap = max(1, shards.num_samples // min_batches)
+    return replace(cfg, batch_size=cap) if cfg.batch_size > cap else cfg
+
+
+def _first_batch(rec: Recorder, ctx: StageContext, root: str | Path, options: BenchOptions) -> None:
     from .first_batch import time_to_first_batch
 
     def measure() -> dict[str, Any]:
         work = Path(tempfile.mkdtemp(prefix="imagenet-pipe-ttfb-"))  # thousands of tiny files: not in out_dir
         try:
-            return time_to_first_batch(work, root, split, ctx.cfg, count=count, per_shard=per_shard,
-                                       repeats=repeats, tiny_images=tiny_images)
+            return time_to_first_batch(work, root, options.split, ctx.cfg, count=options.ttfb_shards,
+                                       per_shard=options.ttfb_per_shard, repeats=options.ttfb_repeats,
+                                       tiny_images=options.ttfb_tiny_images)
         finally:
             shutil.rmtree(work, ignore_errors=True)
 
-    rec.log(f"time to first batch: {count} shards x {per_shard} samples")
+    rec.log(f"time to first batch: {options.ttfb_shards} shards x {options.ttfb_per_shard} samples")
     rec.stage("first_batch", measure, rec.result, "first_batch")
 
 
 def _autotune(rec: Recorder, contexts: dict[str, StageContext], cores: int, repeats: int,
-              space: dict[str, list[Any]] | None, destination: Callable[[str], Path]) -> None:
+              space: Mapping[str, Sequence[Any]], destination: Callable[[str], Path]) -> None:
     from .autotune import autotune
 
     rec.result["autotune"] = {}
@@ -303,64 +289,24 @@ def _finish(rec: Recorder, out_path: Path | None, plot: bool, print_table: bool)
     return result
 
 
-def run_bench(root: str | Path, *, presets: Sequence[str] = ("train-224", "eval-224"), split: str = "train",
-              device: str = "auto", cores: int | None = None, batch_size: int | None = None,
-              threads: int | None = None, workers: int | None = None, prefetch: int | None = None,
-              hw_decoder_load: float | None = None, repeats: int = 3, warmup: int = 3, batches: int = 20,
-              stages_wanted: Sequence[str] = DEFAULT_STAGES, parity: str = "both", model: str = "tiny",
-              model_step: str | None = None, model_backends: Sequence[str] = ("dali",), ttfb_shards: int = 1024,
-              ttfb_per_shard: int = 4, ttfb_repeats: int = 3, ttfb_tiny_images: bool = False, tune: bool = False,
-              tune_repeats: int = 2,
-              tune_space: dict[str, list[Any]] | None = None, tune_out: str | Path | None = None,
-              out_dir: str | Path | None = "bench-out", plot: bool = True, print_table: bool = True,
-              log: Callable[[str], None] = print, command: str | None = None, mode: str | Sequence[str] | None = None,
-              size: int | Sequence[int] | None = None, quick: bool = False, out: str | Path | None = None
+def run_bench(root: str | Path, options: BenchOptions | None = None, *, log: Callable[[str], None] = print
               ) -> dict[str, Any]:
-    """Benchmark the loaders on the shards in ``root`` (one ``split``) and return every result.
-
-    Each preset (``train-224``, ``eval-224``, ``eval-384``, or a YAML path) is measured stage by
-    stage at ``cores`` CPUs (default: all this process may use), DALI threads = baseline workers =
-    ``cores`` unless ``threads`` / ``workers`` say otherwise. Loaders are timed in steady state:
-    ``warmup`` and ``batches`` are raised to drain each loader's prefetch queue and to span
-    several queues (:func:`timing.steady_window`); a split too small for that gets no ratios.
-    ``tune_space`` narrows the auto-tune sweep (``{"num_threads": [4, 8], "batch_size": [256]}``;
-    default: :func:`autotune.candidates`). With ``out_dir``, writes ``bench.json`` after every stage,
-    ``bench.png`` (``plot``, when matplotlib is installed) and tuned presets there; ``print_table``
-    prints the result table on stdout at the end. A stage that raises is recorded (``errors``) and
-    skipped.
-
-    Conveniences: ``mode`` / ``size`` instead of ``presets`` (``mode="train", size=224``), ``out``
-    for ``out_dir``, ``quick=True`` for a short look (2 repeats of 5 batches, 256 first-batch shards).
-    Without ``batch_size``, a preset's batch size is lowered where a pass would hold fewer than
-    ``warmup`` + 2 batches (small shard sets).
-    """
-    if mode is not None or size is not None:
-        presets = resolve_presets(None, [mode] if isinstance(mode, str) else mode,
-                                  [size] if isinstance(size, int) else size)
-    out_dir = out if out is not None else out_dir
-    if quick:
-        repeats, warmup, batches, ttfb_shards = min(repeats, 2), min(warmup, 1), min(batches, 5), min(ttfb_shards, 256)
-    wanted = set(stages_wanted) | ({"tune"} if tune else set()) | ({"model"} if model_step else set())
-    unknown = wanted - set(STAGES)
-    if unknown:
-        raise OptionsError(f"unknown stage(s) {sorted(unknown)}; known: {', '.join(STAGES)}")
-    if parity not in PARITY:
-        raise OptionsError(f"parity must be one of {PARITY}")
-    if set(tune_space or {}) - set(TUNABLE):
-        raise OptionsError(f"cannot tune {sorted(set(tune_space or {}) - set(TUNABLE))}; tunable: {', '.join(TUNABLE)}")
-    shards = ShardSet.open(root, split)
-    dev = _device(device)
-    n_cores, pinned = _pin(cores)
-    out_path = Path(out_dir) if out_dir is not None else None
+    """Benchmark the loaders on the shards in ``root`` as :class:`BenchOptions` say, and return every
+    result (also written to ``bench.json``, see the module docstring). ``log``: progress lines."""
+    options = options or BenchOptions()
+    wanted = options.wanted
+    shards = ShardSet.open(root, options.split)
+    dev = _device(options.device)
+    n_cores, pinned = _pin(options.cores)
+    out_path = Path(options.out_dir) if options.out_dir is not None else None
     try:
-        contexts = _contexts(presets, shards, dev, n_cores, threads=threads, workers=workers, batch_size=batch_size,
-                             prefetch=prefetch, hw_decoder_load=hw_decoder_load, warmup=warmup, batches=batches,
-                             repeats=repeats)
+        contexts = _contexts(shards, options, dev, n_cores)
         rec = Recorder({
-            "schema": "imagenet-pipe-bench/2", "command": command, "machine": machine_record(root, n_cores),
-            "settings": {"root": str(root), "split": split, "samples": shards.num_samples, "shards": len(shards.names),
-                         "device": dev, "cores": n_cores, "repeats": repeats, "warmup_batches": warmup,
-                         "timed_batches": batches, "stages": sorted(wanted), "parity": parity,
+            "schema": "imagenet-pipe-bench/2", "command": options.command, "machine": machine_record(root, n_cores),
+            "settings": {"root": str(root), "split": options.split, "samples": shards.num_samples,
+                         "shards": len(shards.names), "device": dev, "cores": n_cores, "repeats": options.repeats,
+                         "warmup_batches": options.warmup, "timed_batches": options.batches,
+                         "stages": sorted(wanted), "parity": options.parity,
                          "jpeg_bytes_per_sample": round(stages.jpeg_bytes_per_sample(shards))},
             "decoder_backends": None, "presets": {}, "first_batch": None, "autotune": None}, out_path, log)
         rec.checkpoint()
@@ -374,14 +320,13 @@ def run_bench(root: str | Path, *, presets: Sequence[str] = ("train-224", "eval-
         for preset, ctx in contexts.items():
             log(f"{preset} on {dev}, {n_cores} cores, batch {ctx.cfg.batch_size}, DALI threads {ctx.cfg.threads}, "
                 f"baseline workers {ctx.cfg.num_workers}")
-            run_preset(ctx, wanted, rec, Path(preset).stem, parity=parity, model=model, model_step=model_step,
-                       model_backends=model_backends)
-        if "ttfb" in wanted and ttfb_shards > 0:
-            _first_batch(rec, next(iter(contexts.values())), root, split, ttfb_shards, ttfb_per_shard, ttfb_repeats,
-                         ttfb_tiny_images)
+            run_preset(ctx, options, rec, Path(preset).stem)
+        if "ttfb" in wanted and options.ttfb_shards > 0:
+            _first_batch(rec, next(iter(contexts.values())), root, options)
         if "tune" in wanted:
-            _autotune(rec, contexts, n_cores, tune_repeats, tune_space,
-                      lambda name: _tune_path(tune_out, out_path or Path("bench-out"), name, dev, len(contexts) > 1))
-        return _finish(rec, out_path, plot, print_table)
+            _autotune(rec, contexts, n_cores, options.tune_repeats, options.tune_space,
+                      lambda name: _tune_path(options.tune_out, out_path or Path("bench-out"), name, dev,
+                                              len(contexts) > 1))
+        return _finish(rec, out_path, options.plot, options.print_table)
     finally:
         _unpin(pinned)

@@ -16,6 +16,7 @@ by what they leave out.
 from __future__ import annotations
 
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
@@ -24,6 +25,7 @@ import torch
 
 from ..format import idx_name, read_idx
 from ..loaders.config import LoaderConfig
+from ..loaders.epochs import PlannedLoader
 from ..loaders.shardset import DistInfo, ShardSet
 from .timing import Window, steady_window, summary, synchronizer, time_epochs, time_stream
 
@@ -44,7 +46,7 @@ class StageContext:
         return self.device_id is not None
 
     @property
-    def sync(self):
+    def sync(self) -> Callable[[], None]:
         return synchronizer(self.cuda)
 
 
@@ -136,7 +138,8 @@ def decode_resize(ctx: StageContext) -> dict[str, Any]:
 
 # --- loaders ----------------------------------------------------------------------------------
 
-def make_loader(ctx: StageContext, backend: str, **overrides: Any):
+def make_loader(ctx: StageContext, backend: str, **overrides: Any) -> PlannedLoader:
+    """The loader of ``backend`` over the context's shards and config (with ``overrides``), one process."""
     from ..loaders import make_loader as new_loader
 
     return new_loader(ctx.shards, replace(ctx.cfg, **overrides), backend, SINGLE)
@@ -157,42 +160,56 @@ def loader_window(ctx: StageContext, backend: str, cfg: LoaderConfig, steps: int
     return steady_window(queue_batches(backend, cfg), ctx.warmup, ctx.batches, steps)
 
 
-def loader_summary(backend: str, cfg: LoaderConfig, rates: list[float], window: Window, built_s: float
-                   ) -> dict[str, Any]:
-    """One loader measurement as stored in ``bench.json``."""
-    return {"img_s": summary(rates), "backend": backend, "build_s": round(built_s, 3),
-            "window": window.as_json(), "batch_size": cfg.batch_size, "threads_or_workers": workers_of(backend, cfg),
-            "prefetch": cfg.prefetch, **({"pil_parity": cfg.pil_parity} if cfg.mode == "eval" else {})}
-
-
-def loader(ctx: StageContext, backend: str, **overrides: Any) -> dict[str, Any]:
-    """The whole loader, to device tensors: ``repeats`` passes, each timed in a steady window
+class TimedLoader:
+    """One loader, built once and timed pass by pass, each pass in a steady window
     (:func:`steady_window`: warm-up past DataLoader start-up, DALI's shuffle-buffer fill and the
-    prefetch queue)."""
-    start = time.perf_counter()
-    ldr = make_loader(ctx, backend, **overrides)
-    built = time.perf_counter() - start
-    cfg = replace(ctx.cfg, **overrides)
+    prefetch queue; the window sized from the loader's own ``len``). The one place loaders are timed."""
+
+    def __init__(self, ctx: StageContext, backend: str, **overrides: Any) -> None:
+        self.ctx, self.backend, self.cfg = ctx, backend, replace(ctx.cfg, **overrides)
+        start = time.perf_counter()
+        self.loader = make_loader(ctx, backend, **overrides)
+        self.build_s = time.perf_counter() - start
+        self.window = loader_window(ctx, backend, self.cfg, len(self.loader))
+        self.rates: list[float] = []
+
+    def time_passes(self, passes: int) -> None:
+        """Time ``passes`` more passes (each a fresh iterator), adding to :attr:`rates`."""
+        self.rates += time_epochs(lambda: (b.images.shape[0] for b in self.loader),
+                                  warmup=self.window.warmup_batches, batches=self.window.timed_batches,
+                                  repeats=passes, sync=self.ctx.sync)
+
+    def summary(self) -> dict[str, Any]:
+        """The measurement as stored in ``bench.json``."""
+        cfg = self.cfg
+        return {"img_s": summary(self.rates), "backend": self.backend, "build_s": round(self.build_s, 3),
+                "window": self.window.as_json(), "batch_size": cfg.batch_size,
+                "threads_or_workers": workers_of(self.backend, cfg), "prefetch": cfg.prefetch,
+                **({"pil_parity": cfg.pil_parity} if cfg.mode == "eval" else {})}
+
+    def close(self) -> None:
+        self.loader.close()
+
+
+def loader_rate(ctx: StageContext, min_batches: int = 1) -> float | None:
+    """Median DALI loader rate over ``ctx.repeats`` passes (auto-tune trials); None when a pass
+    holds fewer than ``min_batches`` batches."""
+    timed = TimedLoader(ctx, "dali")
     try:
-        window = loader_window(ctx, backend, cfg, len(ldr))
-        rates = time_epochs(lambda: (b.images.shape[0] for b in ldr), warmup=window.warmup_batches,
-                            batches=window.timed_batches, repeats=ctx.repeats, sync=ctx.sync)
+        if len(timed.loader) < min_batches:
+            return None
+        timed.time_passes(ctx.repeats)
+        return float(summary(timed.rates)["median"] or 0.0)
     finally:
-        ldr.close()
-    return loader_summary(backend, cfg, rates, window, built)
-
-
-def loader_rate(ctx: StageContext, **overrides: Any) -> float:
-    """Median DALI loader rate with some config changed (auto-tune trials)."""
-    return float(loader(ctx, "dali", **overrides)["img_s"]["median"] or 0.0)
+        timed.close()
 
 
 # --- model step -------------------------------------------------------------------------------
 
-def model_step(ctx: StageContext, backend: str, model: str = "tiny", kind: str = "fwdbwd") -> dict[str, Any]:
+def model_step(ctx: StageContext, backend: str, model: str = "small", kind: str = "fwdbwd") -> dict[str, Any]:
     """Loader + model step vs the model alone on one resident batch: ``keeps_up`` when the loader
     costs the step less than 5 % (on a CPU-only machine both share the same cores)."""
-    from .models import ModelStep
+    from .model_step import ModelStep
 
     device = torch.device("cuda", ctx.device_id) if ctx.cuda else torch.device("cpu")
     step = ModelStep(model, kind, device)

@@ -1,49 +1,35 @@
 """Fake raw downloads laid out exactly like the real ones, for tests, the demo and trying the tool
-without ImageNet. ``make_fake(dataset, out)`` is the door; one module per dataset."""
+without ImageNet. ``make_fake(dataset, out)`` is the door; one module per dataset, registered in
+:data:`FAKES` under the dataset names of the sources' registry (:data:`imagenet_pipe.sources.SOURCES`)."""
 
 from __future__ import annotations
 
+from collections.abc import Callable
+from functools import partial
 from pathlib import Path
 
+from ..errors import OptionsError
+from . import imagenet1k, imagenet21k, imagenet_c, imagenet_ra, imagenet_sketch, imagenet_v2
 from .common import EXPECTED_FILE, FakeSample, read_expected
+
+# dataset -> its default-sized fake: (out, *, layout, style, seed, scale) -> the samples written
+FAKES: dict[str, Callable[..., list[FakeSample]]] = {
+    "imagenet1k": imagenet1k.scaled_fake,
+    "imagenet21k": imagenet21k.scaled_fake,
+    "imagenet-v2": imagenet_v2.scaled_fake,
+    "imagenet-c": imagenet_c.scaled_fake,
+    "imagenet-r": partial(imagenet_ra.scaled_fake, "imagenet-r"),
+    "imagenet-a": partial(imagenet_ra.scaled_fake, "imagenet-a"),
+    "imagenet-sketch": imagenet_sketch.scaled_fake,
+}
 
 
 def make_fake(dataset: str, out: Path, layout: str | None = None, style: str = "photo", seed: int = 0,
               scale: float = 1.0) -> list[FakeSample]:
     """Write a fake download of ``dataset`` into ``out``; returns the samples it holds."""
-    if dataset == "imagenet1k":
-        from .imagenet1k import make_imagenet1k
-
-        fake = make_imagenet1k(out, layout or "official", num_classes=max(6, round(10 * scale)),
-                               train_per_class=max(2, round(20 * scale)), val_images=max(5, round(50 * scale)),
-                               style=style, seed=seed)
-        return fake.samples
-    n = max(1, round(scale))  # images per class grow with the scale
-    if dataset == "imagenet21k":
-        from .imagenet21k import make_imagenet21k
-
-        return make_imagenet21k(out, layout or "fall11", num_classes=max(5, round(5 * scale)),
-                                max_per_class=max(8, round(8 * scale)), style=style, seed=seed).samples
-    if dataset == "imagenet-v2":
-        from .imagenet_v2 import make_imagenet_v2
-
-        return make_imagenet_v2(out, num_classes=max(6, round(10 * scale)), per_class=2 * n, style=style,
-                                seed=seed).samples
-    if dataset == "imagenet-c":
-        from .imagenet_c import make_imagenet_c
-
-        return make_imagenet_c(out, val_images=max(4, round(6 * scale)), style=style, seed=seed).samples
-    if dataset in ("imagenet-r", "imagenet-a"):
-        from .imagenet_ra import make_renditions
-
-        return make_renditions(out, dataset, num_classes=max(3, round(6 * scale)), per_class=3 * n, style=style,
-                               seed=seed).samples
-    if dataset == "imagenet-sketch":
-        from .imagenet_sketch import make_imagenet_sketch
-
-        return make_imagenet_sketch(out, num_classes=max(4, round(6 * scale)), per_class=3 * n,
-                                    large_class=7 * n, style=style, seed=seed).samples
-    raise ValueError(f"no fake generator for {dataset!r}")
+    if dataset not in FAKES:
+        raise OptionsError(f"no fake generator for {dataset!r}; known: {', '.join(FAKES)}")
+    return FAKES[dataset](Path(out), layout=layout, style=style, seed=seed, scale=scale)
 
 
-__all__ = ["EXPECTED_FILE", "FakeSample", "make_fake", "read_expected"]
+__all__ = ["EXPECTED_FILE", "FAKES", "FakeSample", "make_fake", "read_expected"]

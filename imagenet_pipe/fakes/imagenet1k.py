@@ -261,3 +261,13 @@ def make_imagenet1k(root: Path, layout: str = "official", *, num_classes: int = 
         raise ValueError(f"unknown layout {layout!r}; choose from {LAYOUTS}")
     write_expected(root, "imagenet1k", layout, fake.samples, variant=variant)
     return fake
+
+
+def scaled_fake(out: Path, *, layout: str | None = None, style: str = "photo", seed: int = 0,
+                scale: float = 1.0) -> list[FakeSample]:
+    """``imagenet-pipe fake imagenet1k``: 10 classes of 20 train images and 50 validation images
+    (times ``scale``) in ``layout`` (default ``official``)."""
+    fake = make_imagenet1k(out, layout or "official", num_classes=max(6, round(10 * scale)),
+                           train_per_class=max(2, round(20 * scale)), val_images=max(5, round(50 * scale)),
+                           style=style, seed=seed)
+    return fake.samples

@@ -176,3 +176,11 @@ def make_imagenet21k(root: Path, layout: str = "fall11", *, num_classes: int = 5
         raise ValueError(f"unknown layout {layout!r}; choose from {LAYOUTS}")
     write_expected(root, "imagenet21k", layout, fake.samples, class_list=fake.class_list, variant=variant)
     return fake
+
+
+def scaled_fake(out: Path, *, layout: str | None = None, style: str = "photo", seed: int = 0,
+                scale: float = 1.0) -> list[FakeSample]:
+    """``imagenet-pipe fake imagenet21k``: 5 classes of up to 8 images (times ``scale``) in
+    ``layout`` (default ``fall11``)."""
+    return make_imagenet21k(out, layout or "fall11", num_classes=max(5, round(5 * scale)),
+                            max_per_class=max(8, round(8 * scale)), style=style, seed=seed).samples

@@ -90,3 +90,10 @@ def make_imagenet_c(root: Path, *, corruptions: tuple[str, ...] = DEFAULT_CORRUP
             write_tar_file(root / archive, archives[archive], compress=archive in COMPRESSED)
     write_expected(root, "imagenet-c", "official", samples)
     return FakeImageNetC(samples, archives)
+
+
+def scaled_fake(out: Path, *, layout: str | None = None, style: str = "photo", seed: int = 0,
+                scale: float = 1.0) -> list[FakeSample]:
+    """``imagenet-pipe fake imagenet-c``: 6 validation images (times ``scale``) under every default
+    corruption and severity; one layout, so ``layout`` is not used."""
+    return make_imagenet_c(out, val_images=max(4, round(6 * scale)), style=style, seed=seed).samples

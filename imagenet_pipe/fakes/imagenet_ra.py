@@ -73,3 +73,12 @@ def make_renditions(root: Path, dataset: str = "imagenet-r", *, num_classes: int
     write_tar_file(root / f"{top}.tar", members)
     write_expected(root, dataset, "official", samples)
     return FakeRenditions(samples, members)
+
+
+def scaled_fake(dataset: str, out: Path, *, layout: str | None = None, style: str = "photo", seed: int = 0,
+                scale: float = 1.0) -> list[FakeSample]:
+    """``imagenet-pipe fake imagenet-r`` / ``imagenet-a``: 6 classes of 3 images (times ``scale``);
+    one layout, so ``layout`` is not used."""
+    n = max(1, round(scale))
+    return make_renditions(out, dataset, num_classes=max(3, round(6 * scale)), per_class=3 * n, style=style,
+                           seed=seed).samples

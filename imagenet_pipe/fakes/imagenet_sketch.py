@@ -67,3 +67,12 @@ def make_imagenet_sketch(root: Path, *, num_classes: int = 4, per_class: int = 3
     write_zip(root / "ImageNet-Sketch.zip", members)
     write_expected(root, "imagenet-sketch", "official", samples)
     return FakeSketch(samples, members)
+
+
+def scaled_fake(out: Path, *, layout: str | None = None, style: str = "photo", seed: int = 0,
+                scale: float = 1.0) -> list[FakeSample]:
+    """``imagenet-pipe fake imagenet-sketch``: 6 classes of 3 sketches, one of 7 (times ``scale``);
+    one layout, so ``layout`` is not used."""
+    n = max(1, round(scale))
+    return make_imagenet_sketch(out, num_classes=max(4, round(6 * scale)), per_class=3 * n,
+                                large_class=7 * n, style=style, seed=seed).samples

@@ -55,3 +55,12 @@ def make_imagenet_v2(root: Path, *, num_classes: int = 8, per_class: int = 2, st
         write_tar_file(root / archive, members[split], compress=GZIPPED[split])
     write_expected(root, "imagenet-v2", "official", samples)
     return FakeImageNetV2(samples, members)
+
+
+def scaled_fake(out: Path, *, layout: str | None = None, style: str = "photo", seed: int = 0,
+                scale: float = 1.0) -> list[FakeSample]:
+    """``imagenet-pipe fake imagenet-v2``: 10 classes of 2 images per set (times ``scale``); one
+    layout, so ``layout`` is not used."""
+    n = max(1, round(scale))
+    return make_imagenet_v2(out, num_classes=max(6, round(10 * scale)), per_class=2 * n, style=style,
+                            seed=seed).samples

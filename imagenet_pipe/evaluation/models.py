@@ -1,30 +1,17 @@
-"""Model loading for ``imagenet-pipe eval``: one spec string -> an ``nn.Module`` in eval mode, plus
-the preprocessing the model declares (if it declares any).
+"""Building what a model spec names (:mod:`.spec`): an ``nn.Module`` in eval mode, plus the
+preprocessing the model declares (if it declares any).
 
-Spec forms (tried in this order):
-
-* ``timm:<name>`` -- ``timm.create_model(name, pretrained=True)``; preprocessing from timm's
-  pretrained data config (size, crop_pct, interpolation, mean, std).
-* ``tv:<name>`` or ``torchvision:<name>`` -- ``torchvision.models.get_model(name, weights="DEFAULT")``;
-  preprocessing from the weights' transforms (resize, crop, interpolation, mean, std).
-* a file path -- a TorchScript archive (``torch.jit.save``; preprocessing may ride along as
-  ``_extra_files={"pretrained_cfg.json": ...}``) or a pickled full model (``torch.save(model)``;
-  also a dict holding the module under ``"model"``/``"module"``/``"net"``). Unpickling runs code
-  from the file: load only checkpoints you trust. A bare state_dict is refused (no architecture).
-* ``package.module:callable`` -- the module is imported (the current directory is put on
-  ``sys.path`` if needed, so ``tools.models:efficientnet_lite0`` works from the repository root)
-  and ``callable()`` must return an ``nn.Module``.
-* a bare name (``resnet50``) -- timm if installed, else torchvision.
-
-A model declares its preprocessing with a timm-style ``pretrained_cfg`` dict attribute
-(``input_size``, ``crop_pct``, ``interpolation``, ``mean``, ``std``); factories and pickled modules
-can carry one too (see ``tools/models.py``).
+Preprocessing comes from timm's pretrained data config, from torchvision's weights transforms, or
+from a timm-style ``pretrained_cfg`` dict attribute on the module (``input_size``, ``crop_pct``,
+``interpolation``, ``mean``, ``std``); factories and pickled modules can carry one (see
+``tools/models.py``), and a TorchScript archive can carry it as the extra file
+``pretrained_cfg.json``. Unpickling a ``torch.save`` file runs code from it: load only files you
+trust. A bare ``state_dict`` is refused (weights without an architecture).
 """
 
 from __future__ import annotations
 
 import importlib
-import importlib.util
 import json
 import os
 import sys
@@ -36,22 +23,19 @@ from typing import Any
 import torch
 from torch import nn
 
-from .errors import OptionsError
-from .eval_cli import SPEC_HELP
-from .loaders.config import INTERPOLATIONS
+from ..loaders.config import INTERPOLATIONS
+from .spec import SPEC_HELP, ModelSpec, ModelSpecError, parse_model_spec
 
 PRETRAINED_CFG_FILE = "pretrained_cfg.json"  # TorchScript extra file with a timm-style config
 
 
-class ModelSpecError(OptionsError):
-    """The model spec names nothing loadable; the message says which forms are accepted."""
-
-
 @dataclass
 class LoadedModel:
+    """A built model and what the evaluation report says about it."""
+
     module: nn.Module
     spec: str
-    kind: str  # timm, torchvision, torchscript, pickle, factory, module
+    kind: str  # builtin, timm, torchvision, torchscript, pickle, factory, module
     data_config: dict[str, Any] = field(default_factory=dict)  # loader options the model asks for
     notes: list[str] = field(default_factory=list)  # what could not be honoured, for the report
 
@@ -61,40 +45,49 @@ class LoadedModel:
                 "parameters": params, "data_config": self.data_config, "notes": self.notes}
 
 
-def load_model(spec: str | nn.Module) -> LoadedModel:
-    """Resolve a model spec (see the module docstring) or wrap a module given directly."""
+def load_model(spec: str | ModelSpec | nn.Module, *, pretrained: bool = True,
+               num_classes: int | None = None) -> LoadedModel:
+    """Build what ``spec`` names (see :mod:`.spec`), or wrap a module given directly; the module is
+    put in eval mode (``nn.Module.eval`` works in place, also on a module passed in).
+
+    ``pretrained``: zoo models (timm, torchvision) with their published weights (evaluation) or
+    freshly initialised (the profiler, the training example); ``small`` always starts from random
+    weights. ``num_classes``: the head's width for the built-in CNN and zoo models (default: the
+    model's own, 1000); files and factories are taken as they are.
+    """
     if isinstance(spec, nn.Module):
         return _finish(spec, f"<{type(spec).__name__} object>", "module")
-    if not isinstance(spec, str) or not spec.strip():
-        raise ModelSpecError(f"model spec must be a non-empty string or an nn.Module, not {spec!r}")
-    spec = spec.strip()
-    prefix, _, rest = spec.partition(":")
-    if prefix == "timm" and rest:
-        return _from_timm(rest, spec)
-    if prefix in ("tv", "torchvision") and rest:
-        return _from_torchvision(rest, spec)
-    path = Path(spec).expanduser()
-    if path.is_file():
-        return _from_file(path, spec)
-    if ":" in spec:
-        return _from_factory(spec)
-    if _looks_like_path(spec):
-        raise ModelSpecError(f"model file {spec!r} does not exist")
-    # a bare architecture name: whichever model zoo is installed
-    if _installed("timm"):
-        return _from_timm(spec, spec)
-    if _installed("torchvision"):
-        return _from_torchvision(spec, spec)
-    raise ModelSpecError(f"unknown model spec {spec!r}: not a file, not package.module:callable, and neither timm "
-                         f"nor torchvision is installed for a model name. Accepted: {SPEC_HELP}")
+    parsed = spec if isinstance(spec, ModelSpec) else parse_model_spec(spec)
+    head = {"num_classes": num_classes} if num_classes else {}
+    if parsed.kind == "small":
+        notes = ["random weights: the built-in small CNN is not trained"] if pretrained else []
+        return _finish(SmallCNN(**head), parsed.text, "builtin", notes=notes)
+    if parsed.kind == "timm":
+        return _from_timm(parsed, pretrained, head)
+    if parsed.kind == "torchvision":
+        return _from_torchvision(parsed, pretrained, head)
+    if parsed.kind == "file":
+        return _from_file(Path(parsed.target), parsed.text)
+    return _from_factory(parsed.text)
 
 
-def _looks_like_path(spec: str) -> bool:
-    return os.sep in spec or spec.endswith((".pt", ".pth", ".pth.tar", ".ts", ".jit", ".ckpt", ".bin"))
+def _block(cin: int, cout: int) -> nn.Sequential:
+    return nn.Sequential(nn.Conv2d(cin, cout, 3, 2, 1, bias=False), nn.BatchNorm2d(cout), nn.ReLU(inplace=True))
 
 
-def _installed(name: str) -> bool:
-    return importlib.util.find_spec(name) is not None
+class SmallCNN(nn.Module):
+    """The built-in model (spec ``small``): six strided 3x3 conv blocks and a linear head, cheap
+    enough for CPU runs. The profiler's model step, the training example and the tests use it."""
+
+    def __init__(self, num_classes: int = 1000, width: int = 32) -> None:
+        super().__init__()
+        w = width
+        self.features = nn.Sequential(_block(3, w), _block(w, w), _block(w, 2 * w), _block(2 * w, 2 * w),
+                                      _block(2 * w, 4 * w), _block(4 * w, 8 * w))
+        self.head = nn.Linear(8 * w, num_classes)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.head(torch.flatten(nn.functional.adaptive_avg_pool2d(self.features(x), 1), 1))
 
 
 def _finish(module: nn.Module, spec: str, kind: str, data_config: dict | None = None,
@@ -140,30 +133,32 @@ def config_from_pretrained_cfg(cfg: Any) -> tuple[dict[str, Any], list[str]]:
     return out, notes
 
 
-def _from_timm(name: str, spec: str) -> LoadedModel:
+def _from_timm(spec: ModelSpec, pretrained: bool, head: dict[str, int]) -> LoadedModel:
     try:
         import timm
         from timm.data import resolve_data_config
     except ImportError:
-        raise ModelSpecError(f"model {spec!r} needs timm (pip install timm)") from None
+        raise ModelSpecError(f"model {spec.text!r} needs timm (pip install timm)") from None
     try:
-        module = timm.create_model(name, pretrained=True)
+        module = timm.create_model(spec.target, pretrained=pretrained, **head)
     except RuntimeError as e:  # timm: "Unknown model (...)"
-        raise ModelSpecError(f"timm cannot create {name!r}: {e}") from e
+        raise ModelSpecError(f"timm cannot create {spec.target!r}: {e}") from e
     data_config, notes = config_from_pretrained_cfg(resolve_data_config({}, model=module))
-    return _finish(module, spec, "timm", data_config, notes)
+    return _finish(module, spec.text, "timm", data_config, notes)
 
 
-def _from_torchvision(name: str, spec: str) -> LoadedModel:
+def _from_torchvision(spec: ModelSpec, pretrained: bool, head: dict[str, int]) -> LoadedModel:
     try:
         from torchvision import models
     except ImportError:
-        raise ModelSpecError(f"model {spec!r} needs torchvision (pip install torchvision)") from None
+        raise ModelSpecError(f"model {spec.text!r} needs torchvision (pip install torchvision)") from None
     try:
-        weights = models.get_model_weights(name).DEFAULT
-        module = models.get_model(name, weights=weights)
+        weights = models.get_model_weights(spec.target).DEFAULT if pretrained else None
+        module = models.get_model(spec.target, weights=weights, **head)
     except (ValueError, KeyError) as e:
-        raise ModelSpecError(f"torchvision has no model {name!r}: {e}") from e
+        raise ModelSpecError(f"torchvision has no model {spec.target!r}: {e}") from e
+    if weights is None:  # preprocessing is declared by the weights
+        return _finish(module, spec.text, "torchvision", {})
     data_config: dict[str, Any] = {}
     notes: list[str] = []
     preprocess = weights.transforms()  # ImageClassification: resize_size, crop_size, mean, std, interpolation
@@ -178,7 +173,7 @@ def _from_torchvision(name: str, spec: str) -> LoadedModel:
         notes.append(f"interpolation {interpolation!r} is not available in the loader: preset value kept")
     data_config["mean"] = tuple(float(v) for v in preprocess.mean)
     data_config["std"] = tuple(float(v) for v in preprocess.std)
-    return _finish(module, spec, "torchvision", data_config, notes)
+    return _finish(module, spec.text, "torchvision", data_config, notes)
 
 
 def _is_torchscript(path: Path) -> bool:
@@ -216,8 +211,6 @@ def _from_file(path: Path, spec: str) -> LoadedModel:
 
 def _from_factory(spec: str) -> LoadedModel:
     module_name, _, attr = spec.partition(":")
-    if not module_name or not attr:
-        raise ModelSpecError(f"unknown model spec {spec!r}. Accepted: {SPEC_HELP}")
     try:
         mod = _import(module_name)
     except ImportError as e:

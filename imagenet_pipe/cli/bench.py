@@ -7,46 +7,13 @@ import shlex
 import sys
 from pathlib import Path
 
-from ..cli import csv_list
-from .options import DEFAULT_STAGES, PARITY, STAGES
+from ..bench.options import DEFAULT_STAGES, PARITY, STAGES, resolve_presets
+from ..evaluation.spec import SPEC_HELP
+from .args import NewParser, csv_list, floats, ints
 
 
-def _ints(text: str) -> list[int]:
-    return [int(t) for t in csv_list(text)]
-
-
-def _floats(text: str) -> list[float]:
-    return [float(t) for t in csv_list(text)]
-
-
-def _tune_space(args: argparse.Namespace) -> dict[str, list]:
-    given = {"num_threads": args.tune_threads, "batch_size": args.tune_batch_sizes, "prefetch": args.tune_prefetch,
-             "hw_decoder_load": args.tune_hw_loads}
-    return {k: v for k, v in given.items() if v is not None}
-
-
-def cmd_bench(args: argparse.Namespace) -> int:
-    from .run import resolve_presets, run_bench
-
-    stages = [s for s in (args.stages or list(DEFAULT_STAGES)) if s not in (args.skip or [])]
-    log = (lambda _m: None) if args.quiet else (lambda m: print(m, file=sys.stderr, flush=True))
-    result = run_bench(
-        args.shards, presets=resolve_presets(args.preset, args.mode, args.size), split=args.split,
-        device=args.device, cores=args.cores, batch_size=args.batch_size, threads=args.threads,
-        workers=args.workers, prefetch=args.prefetch, hw_decoder_load=args.hw_decoder_load, repeats=args.repeats,
-        warmup=args.warmup, batches=args.batches, stages_wanted=stages, parity=args.parity, model=args.model,
-        model_step=None if args.model_step == "none" else args.model_step, model_backends=args.model_backends,
-        ttfb_shards=args.ttfb_shards, ttfb_per_shard=args.ttfb_per_shard, ttfb_repeats=args.ttfb_repeats,
-        ttfb_tiny_images=args.ttfb_tiny_images,
-        tune=args.tune, tune_repeats=args.tune_repeats, tune_space=_tune_space(args), tune_out=args.tune_out,
-        out_dir=args.out,
-        plot=not args.no_plot, log=log, command=" ".join(shlex.quote(a) for a in ["imagenet-pipe", *sys.argv[1:]]))
-    return 0 if result["presets"] and not result["errors"] else 1  # bench.json holds what failed, and why
-
-
-def add_bench_parser(subparsers) -> argparse.ArgumentParser:
-    """Register ``bench`` on the ``imagenet-pipe`` command line."""
-    b = subparsers.add_parser(
+def add_parser(new_parser: NewParser) -> argparse.ArgumentParser:
+    b = new_parser(
         "bench", help="profile the loaders stage by stage: DALI vs baseline at equal cores, auto-tune",
         description="Measure raw read, decode-only ceiling, decode + crop/resize, the full DALI and baseline "
                     "loaders (and, with --model-step, a model fed by them) on one shard folder; time to first "
@@ -56,7 +23,7 @@ def add_bench_parser(subparsers) -> argparse.ArgumentParser:
     b.add_argument("shards", type=Path, help="a folder written by `imagenet-pipe convert`")
     b.add_argument("--split", default="train", help="split to read (default train; eval presets may read it too)")
     b.add_argument("--mode", type=csv_list, help="train, eval or train,eval (default train,eval)")
-    b.add_argument("--size", type=_ints, help="224, 384 or 224,384 (default 224)")
+    b.add_argument("--size", type=ints, help="224, 384 or 224,384 (default 224)")
     b.add_argument("--preset", type=csv_list, help="presets or YAML paths instead of --mode x --size, e.g. "
                    "train-224,eval-224,eval-384")
     b.add_argument("--device", choices=("auto", "cpu", "gpu"), default="auto")
@@ -81,7 +48,7 @@ def add_bench_parser(subparsers) -> argparse.ArgumentParser:
     b.add_argument("--model-step", choices=("none", "fwd", "fwdbwd", "auto"), default="none",
                    help="also feed a model: forward, forward+backward+SGD step, or auto (fwdbwd for train "
                         "presets, fwd for eval)")
-    b.add_argument("--model", default="tiny", help="tiny (built in), a torchvision name (resnet50) or timm:<name>")
+    b.add_argument("--model", default="small", help=f"model for --model-step, freshly initialised: {SPEC_HELP}")
     b.add_argument("--model-backends", type=csv_list, default=["dali"],
                    help="loaders to feed the model (dali,baseline)")
     b.add_argument("--ttfb-shards", type=int, default=1024, help="shards for the time-to-first-batch stage (0: skip)")
@@ -93,14 +60,40 @@ def add_bench_parser(subparsers) -> argparse.ArgumentParser:
                    "share on GPU); write the best as a YAML preset")
     b.add_argument("--tune-repeats", type=int, default=2, help="timed passes per tuning trial (the winner is then "
                    "confirmed against the starting settings, 3 times each)")
-    b.add_argument("--tune-threads", type=_ints, help="DALI thread counts to try (default: around --cores)")
-    b.add_argument("--tune-batch-sizes", type=_ints, help="batch sizes to try")
-    b.add_argument("--tune-prefetch", type=_ints, help="prefetch depths to try (default 1,2,3,4)")
-    b.add_argument("--tune-hw-loads", type=_floats, help="GPU: hardware decoder shares to try")
+    b.add_argument("--tune-threads", type=ints, help="DALI thread counts to try (default: around --cores)")
+    b.add_argument("--tune-batch-sizes", type=ints, help="batch sizes to try")
+    b.add_argument("--tune-prefetch", type=ints, help="prefetch depths to try (default 1,2,3,4)")
+    b.add_argument("--tune-hw-loads", type=floats, help="GPU: hardware decoder shares to try")
     b.add_argument("--tune-out", help="tuned preset path (default <out>/tuned-<preset>-<device>.yaml; "
                    "may contain {preset} and {device})")
     b.add_argument("--out", default="bench-out", help="folder for bench.json, bench.png and tuned presets")
     b.add_argument("--no-plot", action="store_true")
     b.add_argument("--quiet", action="store_true", help="no progress on stderr")
-    b.set_defaults(func=cmd_bench)
+    b.set_defaults(func=run)
     return b
+
+
+def run(args: argparse.Namespace) -> int:
+    # the library code this command drives, imported here so that building the parser stays light
+    from ..bench import BenchOptions, run_bench
+
+    options = BenchOptions(
+        presets=resolve_presets(args.preset, args.mode, args.size), split=args.split, device=args.device,
+        cores=args.cores, batch_size=args.batch_size, threads=args.threads, workers=args.workers,
+        prefetch=args.prefetch, hw_decoder_load=args.hw_decoder_load, repeats=args.repeats, warmup=args.warmup,
+        batches=args.batches, stages=[s for s in (args.stages or DEFAULT_STAGES) if s not in (args.skip or [])],
+        parity=args.parity, model=args.model, model_step=None if args.model_step == "none" else args.model_step,
+        model_backends=args.model_backends, ttfb_shards=args.ttfb_shards, ttfb_per_shard=args.ttfb_per_shard,
+        ttfb_repeats=args.ttfb_repeats, ttfb_tiny_images=args.ttfb_tiny_images, tune=args.tune,
+        tune_repeats=args.tune_repeats, tune_space=tune_space(args), tune_out=args.tune_out, out_dir=args.out,
+        plot=not args.no_plot, command=" ".join(shlex.quote(a) for a in ["imagenet-pipe", *sys.argv[1:]]))
+    log = (lambda _m: None) if args.quiet else (lambda m: print(m, file=sys.stderr, flush=True))
+    result = run_bench(args.shards, options, log=log)
+    return 0 if result["presets"] and not result["errors"] else 1  # bench.json holds what failed, and why
+
+
+def tune_space(args: argparse.Namespace) -> dict[str, list]:
+    """The sweep's knobs given on the command line (the others keep their default candidates)."""
+    given = {"num_threads": args.tune_threads, "batch_size": args.tune_batch_sizes, "prefetch": args.tune_prefetch,
+             "hw_decoder_load": args.tune_hw_loads}
+    return {k: v for k, v in given.items() if v is not None}
