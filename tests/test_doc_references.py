@@ -42,3 +42,26 @@ def test_specs_are_cited_by_their_path_in_the_repository():
         if path.suffix == ".py":
             bare = [m.group(0) for m in SPEC_NAMES.finditer(text)]
             assert not bare, f"{path.relative_to(ROOT)} cites {bare[0]} without its folder (docs/)"
+
+
+DOCS = ["README.md", "DEVELOPERS.md", "BENCHMARKS.md", "shards/README.md"]
+# a path inside the repository: a top-level folder of it, then a file name with an extension
+REPO_PATH = re.compile(r"(?<![\w./-])((?:imagenet_pipe|tools|tests|docs|configs|constraints|shards|\.ci)"
+                       r"/[\w./-]*\w\.(?:py|md|sh|yaml|txt|toml|json|tsv))")
+MD_LINK = re.compile(r"\]\(([^)#\s]+)(?:#[^)]*)?\)")
+
+
+def test_every_file_a_document_points_to_exists():
+    """Paths of repository files named in the documents, tools and code, and relative links in the
+    documents, all resolve (generated or example paths with a wildcard or a placeholder excepted)."""
+    missing = []
+    documents = [ROOT / d for d in DOCS] + sorted((ROOT / "docs").glob("*.md")) + _sources() \
+        + sorted((ROOT / "tools").glob("*.sh"))
+    for doc in documents:
+        text = doc.read_text()
+        missing += [f"{doc.relative_to(ROOT)}: {ref}" for ref in REPO_PATH.findall(text)
+                    if not any(c in ref for c in "*{<") and not (ROOT / ref).exists()]
+        if doc.suffix == ".md":
+            missing += [f"{doc.relative_to(ROOT)}: link {link}" for link in MD_LINK.findall(text)
+                        if "://" not in link and not (doc.parent / link).exists()]
+    assert missing == []
