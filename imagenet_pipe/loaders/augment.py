@@ -96,7 +96,6 @@ def draw_jitter(spec: AugmentSpec, u: np.ndarray) -> tuple[np.ndarray, np.ndarra
     """torchvision's ColorJitter (in a RandomApply of ``color_jitter_prob``): factors uniform in
     [max(0, 1 - s), 1 + s], applied in a random order. ``u``: (N, 7) uniforms. Returns (names,
     factors) of shape (N, 3), in order of application ("" for an op that is off)."""
-    n = len(u)
     strengths = np.asarray(spec.jitter)
     factors = np.maximum(0.0, 1.0 - strengths) + u[:, 0:3] * (1.0 + strengths - np.maximum(0.0, 1.0 - strengths))
     order = np.argsort(u[:, 3:6], axis=1)  # a uniformly random permutation
@@ -169,7 +168,7 @@ def decide(spec: AugmentSpec, seed: int, epoch: int, draws: np.ndarray, size: in
     if spec.policy is not None:
         u = uniforms(seed, epoch, draws, STREAM_AUGMENT, spec.policy_layers * COLUMNS)
         drawn = draw_policy(spec.policy, u, size)
-        table = np.asarray(spec.policy.op_names + ("",), dtype=object)
+        table = np.asarray((*spec.policy.op_names, ""), dtype=object)
         names[:, :spec.policy_layers] = table[drawn.op]  # -1 picks ""
         values[:, :spec.policy_layers] = drawn.value
     if any(spec.jitter):

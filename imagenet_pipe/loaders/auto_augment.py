@@ -33,11 +33,11 @@ LEVEL_DENOM = 10.0  # timm: magnitude M / 10 is the fraction of an op's range
 COLUMNS = 5  # uniforms per layer: op choice, op probability, magnitude noise, negation, extra (blur, TA bin)
 TA_BINS = 31  # TrivialAugment Wide's magnitude bins
 
-_RAND_OPS = ("AutoContrast Equalize Invert Rotate Posterize Solarize SolarizeAdd Color Contrast Brightness "
-             "Sharpness ShearX ShearY TranslateXRel TranslateYRel").split()
-_RAND_INCREASING_OPS = ("AutoContrast Equalize Invert Rotate PosterizeIncreasing SolarizeIncreasing SolarizeAdd "
-                        "ColorIncreasing ContrastIncreasing BrightnessIncreasing SharpnessIncreasing ShearX ShearY "
-                        "TranslateXRel TranslateYRel").split()
+_RAND_OPS = ("AutoContrast", "Equalize", "Invert", "Rotate", "Posterize", "Solarize", "SolarizeAdd", "Color",
+             "Contrast", "Brightness", "Sharpness", "ShearX", "ShearY", "TranslateXRel", "TranslateYRel")
+_RAND_INCREASING_OPS = ("AutoContrast", "Equalize", "Invert", "Rotate", "PosterizeIncreasing", "SolarizeIncreasing",
+                        "SolarizeAdd", "ColorIncreasing", "ContrastIncreasing", "BrightnessIncreasing",
+                        "SharpnessIncreasing", "ShearX", "ShearY", "TranslateXRel", "TranslateYRel")
 _RAND_WEIGHTED = {  # timm's "tweights" and "t3aw" op sets (weighted choice, no replacement)
     "weights": {"Rotate": 3, "ShearX": 2, "ShearY": 2, "TranslateXRel": 1, "TranslateYRel": 1,
                 "ColorIncreasing": .25, "SharpnessIncreasing": .25, "AutoContrast": .25, "SolarizeIncreasing": .05,
@@ -70,8 +70,8 @@ _AUTO_POLICIES = {"original": _ORIGINAL, "v0": _V0, "3a": _3A,
                   "originalr": _ORIGINAL.replace("PosterizeOriginal", "PosterizeIncreasing"),
                   "v0r": re.sub(r"\bPosterize\b", "PosterizeIncreasing", _V0)}
 
-TA_OPS = ("Identity ShearX ShearY TranslateX TranslateY Rotate Brightness Color Contrast Sharpness Posterize "
-          "Solarize AutoContrast Equalize").split()
+TA_OPS = ("Identity", "ShearX", "ShearY", "TranslateX", "TranslateY", "Rotate", "Brightness", "Color", "Contrast",
+          "Sharpness", "Posterize", "Solarize", "AutoContrast", "Equalize")
 
 
 @dataclass(frozen=True)
@@ -171,9 +171,9 @@ def _parse_auto(text: str) -> Policy:
         if key != "mstd":
             raise LoaderConfigError(f"auto_augment {text!r}: AutoAugment policies take only mstd, not {key!r}")
         std = _number(text, key, value)
-    subpolicies = tuple(
-        tuple(OpSpec(op, float(prob), float(magnitude)) for op, prob, magnitude in (pair.split() for pair in sub.split(",")))
-        for sub in _AUTO_POLICIES[name].replace("\n", " ").split(";"))
+    subpolicies = tuple(tuple(OpSpec(op, float(prob), float(magnitude))
+                              for op, prob, magnitude in (pair.split() for pair in sub.split(",")))
+                        for sub in _AUTO_POLICIES[name].replace("\n", " ").split(";"))
     return Policy(text, "auto", subpolicies=subpolicies, magnitude_std=std)
 
 

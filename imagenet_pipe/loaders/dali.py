@@ -26,9 +26,9 @@ import numpy as np
 import torch
 
 from ..errors import ImagenetPipeError
+from .augment import augment_spec, decide
 from .common import Batch, LoaderDataError, finish_images, make_batch, resolve_device
 from .config import LoaderConfig
-from .augment import augment_spec, decide
 from .dali_augment import augment_arrays, erase_arrays
 from .dali_graph import build_pipeline, output_layout, pipeline_dtype, source_outputs
 from .diagnose import explain_decoder_failure

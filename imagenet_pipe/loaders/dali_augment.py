@@ -179,7 +179,8 @@ def apply_erasing(images, inputs: dict, cfg: LoaderConfig, gpu: bool):
             images = fn.erase(images, fill_value=inputs[f"erase_fill{k}"], **box)
             continue
         noise = inputs[f"erase_noise{k}"]
-        canvas = fn.slice(noise.gpu() if gpu else noise, start=inputs[f"erase_start{k}"], shape=fn.cast(inputs["out_size"], dtype=types.INT32),
-                          axis_names="HW", out_of_bounds_policy="pad", fill_values=0.0)
+        size = fn.cast(inputs["out_size"], dtype=types.INT32)
+        canvas = fn.slice(noise.gpu() if gpu else noise, start=inputs[f"erase_start{k}"], shape=size, axis_names="HW",
+                          out_of_bounds_policy="pad", fill_values=0.0)  # the patch on a zero image
         images = fn.erase(images, fill_value=0.0, **box) + canvas
     return images

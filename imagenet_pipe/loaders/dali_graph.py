@@ -68,9 +68,10 @@ def decoder_options(cfg: LoaderConfig, gpu: bool) -> dict:
 def decode_and_crop(inputs: dict, cfg: LoaderConfig, gpu: bool):
     """The preset's geometry up to (not including) normalisation; ``inputs`` maps the names of
     :func:`source_outputs` to data nodes. Train: decode of the crop window (ROI decoding), resize to
-    the epoch's size (given per sample, so a progressive-resolution schedule rebuilds nothing). Eval: decode (on CPU, of the window the crop reads), then resize the crop window to
-    ``size`` with a region of interest in source coordinates, which DALI maps with the same scale
-    and sample positions as a full resize (the filter still reads outside the window): equal to
+    the epoch's size (given per sample, so a progressive-resolution schedule rebuilds nothing).
+    Eval: decode (on CPU, of the window the crop reads), then resize the crop window to ``size`` with
+    a region of interest in source coordinates, which DALI maps with the same scale and sample
+    positions as a full resize (the filter still reads outside the window): equal to
     resize-then-crop, at a fraction of the resampling work. ``pil_parity``: two passes, horizontal
     first with uint8 rounding between, as Pillow resizes; that brings DALI within rounding of it."""
     from nvidia.dali import fn, types
