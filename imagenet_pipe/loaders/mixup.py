@@ -105,12 +105,17 @@ class Mixer:
 
     def targets(self, labels: torch.Tensor, lam: np.ndarray) -> torch.Tensor:
         """Smoothed one-hots mixed with the flipped batch's: float32 (N, num_classes), rows sum to 1."""
-        s, c = self.cfg.label_smoothing, self.num_classes
+        s, c, n = self.cfg.label_smoothing, self.num_classes, labels.shape[0]
         off, on = s / c, 1.0 - s + s / c
-        one_hot = torch.full((labels.shape[0], c), off, dtype=torch.float32, device=labels.device)
-        one_hot.scatter_(1, labels.long().view(-1, 1), on)
+        if labels.device.type == "cpu":  # numpy: torch's CPU threads stall on small tensors when cores are busy
+            hot = np.full((n, c), off, np.float32)
+            hot[np.arange(n), labels.numpy()] = on
+            weight = lam.astype(np.float32)[:, None]
+            return torch.from_numpy(hot * weight + hot[::-1] * (1.0 - weight))
+        hot = torch.full((n, c), off, dtype=torch.float32, device=labels.device)
+        hot.scatter_(1, labels.long().view(-1, 1), on)
         weight = torch.as_tensor(lam, dtype=torch.float32, device=labels.device).view(-1, 1)
-        return one_hot * weight + one_hot.flip(0) * (1.0 - weight)
+        return hot * weight + hot.flip(0) * (1.0 - weight)
 
     def __call__(self, images: torch.Tensor, labels: torch.Tensor, epoch: int, position: int,
                  channels_last_dims: bool) -> tuple[torch.Tensor, torch.Tensor]:
@@ -124,19 +129,27 @@ class Mixer:
 
     @staticmethod
     def _mix(images: torch.Tensor, mix: MixDecisions, h_dim: int) -> torch.Tensor:
-        partner = images.flip(0)
-        work = images.float() if images.dtype != torch.float32 else images
-        lam = torch.as_tensor(np.where(mix.cutmix, 1.0, mix.lam), dtype=torch.float32, device=images.device)
-        lam = lam.view(-1, *([1] * (images.dim() - 1)))
-        out = work * lam + partner.to(work.dtype) * (1.0 - lam)  # mixup rows; cutmix rows are copies here
-        if images.dtype == torch.uint8:
-            out = out.round_()
-        out = out.to(images.dtype)
-        for row in np.flatnonzero(mix.cutmix & (mix.lam < 1.0)):
-            top, bottom, left, right = (int(v) for v in mix.boxes[row])
-            region = (slice(top, bottom), slice(left, right))
-            index = (row, *region) if h_dim == 1 else (row, slice(None), *region)
-            out[index] = partner[index]
-        if images.dim() == 4 and images.is_contiguous(memory_format=torch.channels_last) and h_dim == 2:
-            out = out.contiguous(memory_format=torch.channels_last)
-        return out
+        """Mix in place (the batch is the loader's own tensor; on CPU a copy would double the cost)."""
+        n = images.shape[0]
+        active = mix.lam < 1.0
+
+        def region(row: int, box: np.ndarray) -> tuple:
+            top, bottom, left, right = (int(v) for v in box)
+            area = (slice(top, bottom), slice(left, right))
+            return (row, *area) if h_dim == 1 else (row, slice(None), *area)
+
+        # cutmix patches come from the partners as they were before any mixing (timm's x_orig)
+        patches = [(region(row, mix.boxes[row]), images[region(n - 1 - row, mix.boxes[row])].clone())
+                   for row in np.flatnonzero(mix.cutmix & active)]
+        if (active & ~mix.cutmix).any():
+            lam = torch.as_tensor(np.where(mix.cutmix | ~active, 1.0, mix.lam), dtype=torch.float32,
+                                  device=images.device).view(-1, *([1] * (images.dim() - 1)))
+            partner = images.flip(0)
+            if images.dtype == torch.uint8:
+                images.copy_((images.float() * lam + partner.float() * (1.0 - lam)).round_())
+            else:
+                lam = lam.to(images.dtype)
+                images.mul_(lam).add_(partner.mul_(1.0 - lam))
+        for index, patch in patches:
+            images[index] = patch
+        return images
