@@ -213,7 +213,7 @@ def _matches(value: Any, hint: Any) -> bool:
 
 
 def _describe(hint: Any) -> str:
-    return str(hint).replace("typing.", "")
+    return hint.__name__ if isinstance(hint, type) else str(hint).replace("typing.", "")
 
 
 _TUPLES = ("scale", "ratio", "mean", "std", "color_jitter", "cutmix_minmax", "res_schedule")
