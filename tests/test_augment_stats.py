@@ -164,8 +164,11 @@ def compare_values(names, values, ref: list[tuple[str, float]]):
             assert (mine == np.round(mine)).all(), name
 
 
-@pytest.mark.parametrize("text,ops,mstd", [("rand-m9-mstd0.5-inc1", TIMM_RAND_INC, 0.5), ("rand-m7-mstd0.5", TIMM_RAND, 0.5),
-                                           ("rand-m9-n3-mstd101", TIMM_RAND, math.inf)])
+RAND_CASES = [("rand-m9-mstd0.5-inc1", TIMM_RAND_INC, 0.5), ("rand-m7-mstd0.5", TIMM_RAND, 0.5),
+              ("rand-m9-n3-mstd101", TIMM_RAND, math.inf)]
+
+
+@pytest.mark.parametrize("text,ops,mstd", RAND_CASES)
 def test_rand_augment_op_frequencies_and_arguments_follow_timm(text, ops, mstd):
     names, values = loader_draws(text)
     layers = 3 if "-n3" in text else 2
