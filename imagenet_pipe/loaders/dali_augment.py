@@ -30,12 +30,13 @@ def augment_outputs(spec: AugmentSpec) -> tuple[str, ...]:
 
 def erase_outputs(cfg: LoaderConfig) -> tuple[str, ...]:
     """``const``: all boxes in one erase; ``rand``: one erase per box slot (own colour); ``pixel``:
-    per box slot an erase and a patch of noise with where to paste it."""
+    per box slot an erase and a patch of noise with where to paste it, and whether there is a box
+    (a conditional: pasting costs a full-image pass, only erased images should pay it)."""
     if cfg.re_prob <= 0:
         return ()
     if cfg.re_mode == "const":
         return ("erase_anchor", "erase_shape")
-    extra = ("erase_fill",) if cfg.re_mode == "rand" else ("erase_noise", "erase_start")
+    extra = ("erase_fill",) if cfg.re_mode == "rand" else ("erase_noise", "erase_start", "erase_on")
     return tuple(f"{name}{k}" for k in range(cfg.re_count) for name in ("erase_anchor", "erase_shape", *extra))
 
 
@@ -77,13 +78,14 @@ def erase_arrays(cfg: LoaderConfig, erase: EraseDecisions, epoch: int, draws: np
             patches.append(np.ascontiguousarray(noise if layout == "CHW" else noise.transpose(1, 2, 0),
                                                 dtype=noise_dtype))
         out[f"erase_noise{k}"] = patches
+        out[f"erase_on{k}"] = erase.boxes[:, k, 2] > 0
         out[f"erase_start{k}"] = (-erase.boxes[:, k, 0:2]).astype(np.int32)  # paste: the patch's top-left
     return out
 
 
 # --- graph ----------------------------------------------------------------------------------------
 
-def _branches(spec: AugmentSpec, gpu: bool) -> dict:
+def branch_functions(spec: AugmentSpec, gpu: bool) -> dict:
     """Branch name -> function(images uint8 HWC, args (9,), kernel) of the graph."""
     from nvidia.dali import fn, types
 
@@ -107,7 +109,7 @@ def _branches(spec: AugmentSpec, gpu: bool) -> dict:
     def color(x, a, k):  # blend with the L image in 8-bit fixed point (float->uint8 casts are slow on CPU)
         gray = fn.color_space_conversion(x, image_type=types.RGB, output_type=types.GRAY)
         own = dev(fn.cast(a[0] * 256.0 + 0.5, dtype=types.INT32))
-        return fn.cast((x * own + gray * (256 - own) + 128) // 256, dtype=types.UINT8)
+        return fn.cast((x * own + gray * (256 - own) + 128) >> 8, dtype=types.UINT8)  # >> is 2x faster than //
 
     def autocontrast(x, a, k):  # each channel stretched from [min, max] to [0, 255]; flat channels kept
         lo = fn.cast(fn.reductions.min(x, axis_names="HW", keep_dims=True), dtype=types.FLOAT)
@@ -157,7 +159,7 @@ def _select(functions: list, lo: int, hi: int, index, images, args, kernel):
 
 def apply_augment(images, inputs: dict, spec: AugmentSpec, gpu: bool):
     """The augmentation layers, one after the other (the pipeline needs ``enable_conditionals``)."""
-    table = _branches(spec, gpu)
+    table = branch_functions(spec, gpu)
     functions = [table[name] for name in spec.branches]
     for layer in range(spec.layers):
         kernel = inputs.get(f"aug_kernel{layer}")
@@ -167,7 +169,8 @@ def apply_augment(images, inputs: dict, spec: AugmentSpec, gpu: bool):
 
 
 def apply_erasing(images, inputs: dict, cfg: LoaderConfig, gpu: bool):
-    """Random erasing of normalised images (layout CHW or HWC), boxes in order."""
+    """Random erasing of normalised images (layout CHW or HWC), boxes in order (``pixel`` mode needs
+    ``enable_conditionals``)."""
     from nvidia.dali import fn, types
 
     if cfg.re_mode == "const":
@@ -178,9 +181,10 @@ def apply_erasing(images, inputs: dict, cfg: LoaderConfig, gpu: bool):
         if cfg.re_mode == "rand":
             images = fn.erase(images, fill_value=inputs[f"erase_fill{k}"], **box)
             continue
-        noise = inputs[f"erase_noise{k}"]
-        size = fn.cast(inputs["out_size"], dtype=types.INT32)
-        canvas = fn.slice(noise.gpu() if gpu else noise, start=inputs[f"erase_start{k}"], shape=size, axis_names="HW",
-                          out_of_bounds_policy="pad", fill_values=0.0)  # the patch on a zero image
-        images = fn.erase(images, fill_value=0.0, **box) + canvas
+        if inputs[f"erase_on{k}"]:
+            noise = inputs[f"erase_noise{k}"]
+            size = fn.cast(inputs["out_size"], dtype=types.INT32)
+            canvas = fn.slice(noise.gpu() if gpu else noise, start=inputs[f"erase_start{k}"], shape=size,
+                              axis_names="HW", out_of_bounds_policy="pad", fill_values=0.0)  # the patch on zeros
+            images = fn.erase(images, fill_value=0.0, **box) + canvas
     return images

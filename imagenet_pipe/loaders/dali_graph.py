@@ -118,9 +118,11 @@ def build_pipeline(cfg: LoaderConfig, device_id: int | None, source, graph=None)
     std = [s * 255 for s in cfg.std] if normalize else [1.0]
     spec = augment_spec(cfg) if cfg.mode == "train" else None
     layers = spec.layers if spec else 0
+    erasing = cfg.mode == "train" and cfg.re_prob > 0
+    conditionals = bool(layers) or (erasing and cfg.re_mode == "pixel")
 
     @pipeline_def(batch_size=cfg.batch_size, num_threads=cfg.threads, device_id=device_id,
-                  prefetch_queue_depth=cfg.prefetch, exec_dynamic=True, enable_conditionals=bool(layers))
+                  prefetch_queue_depth=cfg.prefetch, exec_dynamic=True, enable_conditionals=conditionals)
     def pipeline():
         nodes = fn.external_source(source=source, num_outputs=len(names), batch=True, layout=source_layouts(names, cfg))
         inputs = {name: nodes[i] for i, name in enumerate(names)}  # (DALI's conditionals rewrite zip without strict)
@@ -132,7 +134,7 @@ def build_pipeline(cfg: LoaderConfig, device_id: int | None, source, graph=None)
             images = apply_augment(fn.flip(images, horizontal=flip.pop("mirror")), inputs, spec, gpu)
         images = fn.crop_mirror_normalize(images, dtype=out_dtype, output_layout=output_layout(cfg), mean=mean,
                                           std=std, **flip)
-        if cfg.mode == "train" and cfg.re_prob > 0:
+        if erasing:
             images = apply_erasing(images, inputs, cfg, gpu)
         labels = inputs["labels"].gpu() if gpu else inputs["labels"]
         return images, labels
