@@ -15,6 +15,8 @@ repeated epoch mixes exactly as before, with no state to save.
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 
 import numpy as np
@@ -59,6 +61,22 @@ def cutmix_box(rng: np.random.Generator, lam: float, height: int, width: int,
         box = (int(np.clip(cy - cut_h // 2, 0, height)), int(np.clip(cy + cut_h // 2, 0, height)),
                int(np.clip(cx - cut_w // 2, 0, width)), int(np.clip(cx + cut_w // 2, 0, width)))
     return box, 1.0 - (box[1] - box[0]) * (box[3] - box[2]) / float(height * width)
+
+
+@contextmanager
+def _one_torch_thread(device: torch.device) -> Iterator[None]:
+    """On the CPU the loader's own threads are busy preparing the next batches while a batch is
+    mixed: torch's intra-op pool would fight them for the cores, and its waiting threads cost more
+    than the parallel speed-up (BENCHMARKS.md: -0.5 CPU ms per image with one thread)."""
+    if device.type != "cpu":
+        yield
+        return
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(threads)
 
 
 class Mixer:
@@ -124,7 +142,8 @@ class Mixer:
         n, height, width = images.shape[0], images.shape[h_dim], images.shape[h_dim + 1]
         mix = self.decide(epoch, position, n, height, width)
         if (mix.lam < 1.0).any():
-            images = self._mix(images, mix, h_dim)
+            with _one_torch_thread(images.device):
+                images = self._mix(images, mix, h_dim)
         return images, self.targets(labels, mix.lam)
 
     @staticmethod
