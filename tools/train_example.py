@@ -125,10 +125,8 @@ def parse_args() -> argparse.Namespace:
     return p.parse_args()
 
 
-def main() -> None:
-    args = parse_args()
-
-    # --- distributed set-up (torchrun sets RANK, WORLD_SIZE, LOCAL_RANK) ---
+def setup_distributed(args: argparse.Namespace) -> tuple[int, int, int, torch.device]:
+    """(world size, rank, local rank, device); torchrun sets RANK, WORLD_SIZE, LOCAL_RANK."""
     world = int(os.environ.get("WORLD_SIZE", 1))
     use_cuda = args.device != "cpu" and torch.cuda.is_available()
     if world > 1:
@@ -137,6 +135,13 @@ def main() -> None:
     device = torch.device("cuda", local_rank) if use_cuda else torch.device("cpu")
     if use_cuda:
         torch.cuda.set_device(device)
+    return world, rank, local_rank, device
+
+
+def main() -> None:
+    args = parse_args()
+    world, rank, local_rank, device = setup_distributed(args)
+    use_cuda = device.type == "cuda"
 
     # --- the imagenet-pipe part: two loaders ---
     loader_device = "gpu" if use_cuda else "cpu"
