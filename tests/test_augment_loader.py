@@ -23,10 +23,10 @@ from imagenet_pipe.loaders.augment import (
     BRANCHES,
     OP_BRANCH,
     AugmentSpec,
-    _graph_args,
     augment_spec,
     blur_kernel,
     decide,
+    graph_args,
     sharpness_kernel,
 )
 from imagenet_pipe.loaders.auto_augment import OpSpec, Policy
@@ -109,7 +109,7 @@ def run_graph_ops(images: list[np.ndarray], cases, spec: AugmentSpec, extra=None
             kernel = blur_kernel(value) if family == "blur" else sharpness_kernel(value) if family == "sharpness" \
                 else np.ones((1, 1), np.float32)
             yield (images, np.full(n, spec.branches.index(family), np.int32),
-                   np.tile(_graph_args(name, value, SIZE), (n, 1)), [kernel] * n)
+                   np.tile(graph_args(name, value, SIZE), (n, 1)), [kernel] * n)
 
     batches = feed()
 
@@ -135,7 +135,7 @@ def test_each_graph_op_matches_pillow(op_outputs, case):
     images, spec, outputs = op_outputs
     name, value = case
     family = OP_BRANCH[name]
-    diff = np.stack([np.abs(np.asarray(apply_branch(Image.fromarray(img), family, _graph_args(name, value, SIZE),
+    diff = np.stack([np.abs(np.asarray(apply_branch(Image.fromarray(img), family, graph_args(name, value, SIZE),
                                                     spec), dtype=int) - got.astype(int))
                      for img, got in zip(images, outputs[case], strict=True)])
     mean_bound, share_bound = BOUNDS.get(family, (0.0, 0.0))  # lookup-table ops: exact

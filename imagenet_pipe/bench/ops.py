@@ -90,10 +90,10 @@ def _mixing(ctx: StageContext, batches: int) -> dict[str, float]:
 
 # one representative argument per op family: (label, 9 arguments, filter kernel or None)
 def _op_examples(size: int) -> dict[str, tuple[str, list[float], object]]:
-    from ..loaders.augment import _graph_args, blur_kernel, sharpness_kernel
+    from ..loaders.augment import blur_kernel, graph_args, sharpness_kernel
 
     def ex(name, value):
-        return [float(v) for v in _graph_args(name, value, size)]
+        return [float(v) for v in graph_args(name, value, size)]
 
     return {"affine": ("rotate 20 degrees", ex("Rotate", 20.0), None),
             "brightness": ("factor 1.5", ex("Brightness", 1.5), None), "color": ("factor 1.5", ex("Color", 1.5), None),

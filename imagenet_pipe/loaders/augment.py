@@ -18,7 +18,7 @@ from functools import lru_cache
 import numpy as np
 
 from .auto_augment import COLUMNS, Policy, draw_policy, parse_auto_augment
-from .config import LoaderConfig, _jitter
+from .config import LoaderConfig, jitter_strengths
 from .geometry import STREAM_AUGMENT, STREAM_JITTER, uniforms
 
 # branches in graph order; "identity" (no op) is always branch 0
@@ -69,7 +69,7 @@ class AugmentSpec:
 def augment_spec(cfg: LoaderConfig) -> AugmentSpec:
     policy = parse_auto_augment(cfg.auto_augment) if cfg.auto_augment else None
     jitter_on = policy is None or "3a" in policy.text or cfg.force_color_jitter  # timm's test, substring and all
-    jitter = tuple(_jitter(cfg)) if jitter_on and _jitter(cfg) else (0.0, 0.0, 0.0)
+    jitter = tuple(jitter_strengths(cfg)) if jitter_on and jitter_strengths(cfg) else (0.0, 0.0, 0.0)
     # timm fills with the mean colour (img_mean: round(255 mean)); torchvision's TrivialAugmentWide with black
     fill = tuple(min(255, round(255 * m)) for m in cfg.mean) if policy and policy.fill == "mean" else (0, 0, 0)
     names = set(policy.op_names if policy else ()) | {op for op, s in zip(JITTER_OPS, jitter, strict=True) if s}
@@ -145,7 +145,7 @@ def sharpness_kernel(factor: float) -> np.ndarray:
 _IDENTITY_KERNEL = np.ones((1, 1), np.float32)
 
 
-def _graph_args(name: str, value: float, size: int) -> np.ndarray:
+def graph_args(name: str, value: float, size: int) -> np.ndarray:
     """One layer's 9 numbers for the branch of op ``name``."""
     args = np.zeros(ARGS, np.float32)
     branch = OP_BRANCH[name]
@@ -181,7 +181,7 @@ def decide(spec: AugmentSpec, seed: int, epoch: int, draws: np.ndarray, size: in
         name, value = names[row, col], float(values[row, col])
         family = OP_BRANCH[name]
         branch[row, col] = spec.branches.index(family)
-        args[row, col] = _graph_args(name, value, size)
+        args[row, col] = graph_args(name, value, size)
         if family == "blur":
             kernels[row][col] = blur_kernel(value)
         elif family == "sharpness":

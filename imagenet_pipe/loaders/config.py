@@ -130,7 +130,7 @@ def _check_training_recipe(cfg: LoaderConfig) -> None:
     for name, value, lo, hi in in_range:
         if value is not None and not lo <= value <= hi:
             raise LoaderConfigError(f"{name} must be in [{lo}, {hi}], not {value}")
-    if min(_jitter(cfg), default=0) < 0 or cfg.mixup_alpha < 0 or cfg.cutmix_alpha < 0:
+    if min(jitter_strengths(cfg), default=0) < 0 or cfg.mixup_alpha < 0 or cfg.cutmix_alpha < 0:
         raise LoaderConfigError("color_jitter, mixup_alpha and cutmix_alpha must be >= 0")
     for name, value, allowed in [("re_mode", cfg.re_mode, RE_MODES), ("mixup_mode", cfg.mixup_mode, MIXUP_MODES)]:
         if value not in allowed:
@@ -160,14 +160,15 @@ def _check_training_recipe(cfg: LoaderConfig) -> None:
 
 def training_recipe(cfg: LoaderConfig) -> list[str]:
     """The training-only options that are switched on."""
-    on = {"auto_augment": bool(cfg.auto_augment), "color_jitter": bool(max(_jitter(cfg), default=0)),
+    on = {"auto_augment": bool(cfg.auto_augment), "color_jitter": bool(max(jitter_strengths(cfg), default=0)),
           "re_prob": cfg.re_prob > 0, "mixup_alpha": cfg.mixup_alpha > 0, "cutmix_alpha": cfg.cutmix_alpha > 0,
           "cutmix_minmax": cfg.cutmix_minmax is not None, "label_smoothing": cfg.label_smoothing > 0,
           "aug_repeats": cfg.aug_repeats > 1, "res_schedule": cfg.res_schedule is not None}
     return [name for name, value in on.items() if value]
 
 
-def _jitter(cfg: LoaderConfig) -> tuple[float, ...]:
+def jitter_strengths(cfg: LoaderConfig) -> tuple[float, ...]:
+    """``color_jitter`` as (brightness, contrast, saturation) strengths, () when unset."""
     if cfg.color_jitter is None:
         return ()
     return cfg.color_jitter if isinstance(cfg.color_jitter, tuple) else (float(cfg.color_jitter),) * 3
