@@ -108,7 +108,7 @@ def _op_examples(size: int) -> dict[str, tuple[str, list[float], object]]:
 def augment_graphs(ctx: StageContext, resized: Callable) -> dict[str, Callable]:
     """Each augmentation op on every image after ``resized`` (the preset's crop + resize)."""
     import numpy as np
-    from nvidia.dali import fn, types
+    from nvidia.dali import types
 
     from ..loaders.augment import BRANCHES, AugmentSpec
     from ..loaders.dali_augment import branch_functions
@@ -122,7 +122,7 @@ def augment_graphs(ctx: StageContext, resized: Callable) -> dict[str, Callable]:
         def graph(x):
             const = types.Constant(np.asarray(args, np.float32), device="cpu")
             k = types.Constant(kernel, device="cpu") if kernel is not None else None
-            return functions[branch](fn.flip(resized(x), horizontal=x["flip"]), const, k)
+            return functions[branch](resized(x), const, k)
         return graph
 
     return {f"augment op {branch}{' (' + label + ')' if label else ''}, every image": row(branch, args, kernel)
@@ -131,7 +131,6 @@ def augment_graphs(ctx: StageContext, resized: Callable) -> dict[str, Callable]:
 
 def recipe_graphs(ctx: StageContext, resized: Callable, normalize: Callable) -> dict[str, Callable | None]:
     """The preset's own augmentation layers (decisions from the source) and erasing."""
-    from nvidia.dali import fn
 
     from ..loaders.augment import augment_spec
     from ..loaders.dali_augment import apply_augment, apply_erasing
@@ -139,8 +138,8 @@ def recipe_graphs(ctx: StageContext, resized: Callable, normalize: Callable) -> 
     cfg, out = ctx.cfg, {}
     spec = augment_spec(cfg)
     if spec.layers:
-        out[f"+ resize + flip + the preset's {spec.layers} augmentation layers"] = lambda x: apply_augment(
-            fn.flip(resized(x), horizontal=x["flip"]), x, spec, False)
+        out[f"+ resize + the preset's {spec.layers} augmentation layers"] = lambda x: apply_augment(
+            resized(x), x, spec, False)
     if cfg.re_prob > 0:
         out[f"+ resize + flip/normalize + random erasing ({cfg.re_mode}, p {cfg.re_prob})"] = lambda x: apply_erasing(
             normalize(x), x, cfg, False)

@@ -1,6 +1,12 @@
 """The per-image augmentations between the random-resized crop and normalisation (timm's order:
 crop, flip, auto-augment policy, colour jitter), as decisions that both backends execute.
 
+Both backends flip *after* the policy and the jitter, so that the flip stays fused into DALI's
+normalisation. The distribution is timm's: every op commutes with a horizontal flip (colour and
+pixel ops, blur and sharpness with symmetric kernels, whole-image statistics) or turns into the
+same op with its argument negated (rotations, shears, translations), and timm negates those
+arguments with probability 1/2, independently of the flip.
+
 Everything random is drawn here, in numpy, from :func:`.geometry.uniforms` keyed by ``(seed,
 epoch, draw id)``: the policy's ops and arguments (:mod:`.auto_augment`) and torchvision's
 ``ColorJitter`` factors and order. The result is a short sequence of *layers* per image; each layer

@@ -4,9 +4,8 @@ operators) and CPU (DALI CPU operators, ``device_id=None``).
 Samples and every per-sample decision (crop window, output size, flip, eval geometry, the
 augmentations' ops and arguments, erased boxes) arrive through one ``fn.external_source`` from the
 loader's epoch plan (:mod:`.geometry`, :mod:`.augment`, :mod:`.erasing`), so the graph holds no
-random state and no geometry arithmetic: decode (of the needed window only), resize, flip,
-augmentation layers (:mod:`.dali_augment`), normalise, erase. Without augmentations the flip is
-fused into the normalisation.
+random state and no geometry arithmetic: decode (of the needed window only), resize,
+augmentation layers (:mod:`.dali_augment`), flip fused into the normalisation, erase.
 """
 
 from __future__ import annotations
@@ -130,8 +129,8 @@ def build_pipeline(cfg: LoaderConfig, device_id: int | None, source, graph=None)
             return graph(inputs)
         images = decode_and_crop(inputs, cfg, gpu)
         flip = {"mirror": inputs["flip"]} if "flip" in inputs else {}
-        if layers:  # timm's order: flip, then the policy and jitter
-            images = apply_augment(fn.flip(images, horizontal=flip.pop("mirror")), inputs, spec, gpu)
+        if layers:  # before the flip (timm: after it), see :mod:`.augment`: the same distribution, one pass less
+            images = apply_augment(images, inputs, spec, gpu)
         images = fn.crop_mirror_normalize(images, dtype=out_dtype, output_layout=output_layout(cfg), mean=mean,
                                           std=std, **flip)
         if erasing:

@@ -70,9 +70,11 @@ def decide_erasing(cfg: LoaderConfig, epoch: int, draws: np.ndarray, height: int
 
 
 def box_noise(seed: int, epoch: int, draw: int, box: int, h: int, w: int) -> np.ndarray:
-    """``pixel`` mode: the (3, h, w) float32 standard-normal noise of box ``box`` of draw ``draw``."""
-    u = uniforms(seed, epoch, np.array([draw]), STREAM_ERASE_FILL + box, 3 * h * w)
-    return normals(u[0]).astype(np.float32).reshape(3, h, w)
+    """``pixel`` mode: the (3, h, w) float32 standard-normal noise of box ``box`` of draw ``draw``,
+    from a generator keyed by those numbers (for a whole box, numpy's own generator is 5x faster
+    than :func:`.geometry.uniforms` per value)."""
+    keys = [seed & (2**64 - 1), epoch, draw, STREAM_ERASE_FILL + box]
+    return np.random.default_rng(keys).standard_normal((3, h, w), dtype=np.float32)
 
 
 def erase_batch(images, erase: EraseDecisions, seed: int, epoch: int, draws: np.ndarray):

@@ -70,16 +70,16 @@ def apply_branch(img: Image.Image, branch: str, args: np.ndarray, spec: AugmentS
 
 def train_transform(img: Image.Image, cfg: LoaderConfig, box: np.ndarray, flip: bool, size: int | None = None,
                     layers: list[tuple[str, np.ndarray]] = (), spec: AugmentSpec | None = None) -> np.ndarray:
-    """The crop ``box`` (left, top, w, h) resized to ``size`` x ``size`` (default ``cfg.size``),
-    flipped if ``flip``, then the augmentation ``layers`` ((branch, args) pairs) in order."""
+    """The crop ``box`` (left, top, w, h) resized to ``size`` x ``size`` (default ``cfg.size``), the
+    augmentation ``layers`` ((branch, args) pairs) in order, then flipped if ``flip`` (the DALI
+    graph's order; :mod:`.augment` on why it is timm's distribution)."""
     size = size or cfg.size
     left, top, w, h = (int(v) for v in box)
     img = img.resize((size, size), PIL_FILTERS[cfg.interpolation], box=(left, top, left + w, top + h))
-    if flip:
-        img = img.transpose(Image.FLIP_LEFT_RIGHT)
     for branch, args in layers:
         img = apply_branch(img, branch, args, spec)
-    return np.asarray(img)
+    out = np.asarray(img)
+    return out[:, ::-1] if flip else out
 
 
 class Normalizer:
