@@ -11,8 +11,9 @@ the per-sample geometry that the graph receives instead of computing it in DALI 
 
 Training presets also get one row per augmentation op applied to every image after the resize (its
 cost per image is the difference to the resize row; a recipe applies each op to a share of the
-images only), the preset's own augmentation layers and erasing as the loader runs them, the
-Python-side cost of the recipe's decisions, and mixup/cutmix with soft targets in torch.
+images only) and the same op in Pillow as the baseline runs it, the preset's own augmentation
+layers and erasing as the loader runs them, the Python-side cost of the recipe's decisions, and
+mixup/cutmix with soft targets in torch.
 """
 
 from __future__ import annotations
@@ -21,6 +22,8 @@ import time
 from collections.abc import Callable
 from dataclasses import replace
 from typing import Any
+
+import numpy as np
 
 from ..loaders.config import training_recipe
 from ..loaders.mixup import soft_targets_on
@@ -129,6 +132,33 @@ def augment_graphs(ctx: StageContext, resized: Callable) -> dict[str, Callable]:
             for branch, (label, args, kernel) in _op_examples(cfg.size).items()}
 
 
+def pillow_ops(ctx: StageContext, images: int = 64) -> dict[str, dict[str, float]]:
+    """The baseline's cost of each augmentation op: Pillow (timm's operations) on ``images`` of the
+    shards' images at the preset's size, one thread."""
+    from PIL import Image
+
+    from ..loaders.augment import BRANCHES, AugmentSpec
+    from ..loaders.reader import SampleReader
+    from ..loaders.transforms import apply_branch, decode_rgb
+
+    cfg, n = ctx.cfg, min(images, ctx.shards.num_samples)
+    reader = SampleReader(ctx.shards)
+    fetched = reader.read(np.arange(n, dtype=np.int64))
+    reader.close()
+    pictures = [decode_rgb(j).resize((cfg.size, cfg.size), Image.BILINEAR) for j in fetched.jpegs]
+    spec = AugmentSpec(None, (0.0, 0.0, 0.0), 1.0, tuple(round(255 * m) for m in cfg.mean), "bilinear", BRANCHES)
+    rows = {}
+    for branch, (label, args, _) in _op_examples(cfg.size).items():
+        args = np.asarray(args, np.float32)
+        cpu = time.process_time()
+        for picture in pictures:
+            np.asarray(apply_branch(picture, branch, args, spec))
+        ms = (time.process_time() - cpu) / len(pictures) * 1e3
+        rows[f"pillow op {branch}{' (' + label + ')' if label else ''}, every image"] = {
+            "cpu_ms_per_img": round(ms, 4), "img_s": round(1e3 / max(ms, 1e-9), 1)}
+    return rows
+
+
 def recipe_graphs(ctx: StageContext, resized: Callable, normalize: Callable) -> dict[str, Callable | None]:
     """The preset's own augmentation layers (decisions from the source) and erasing."""
 
@@ -217,4 +247,6 @@ def op_costs(ctx: StageContext, batches: int | None = None) -> dict[str, Any]:
     rows.update({name: _measure(ctx, g, n) for name, g in graphs(ctx).items()})
     if soft_targets_on(ctx.cfg):
         rows["torch: mixup/cutmix + soft targets (float16 batch)"] = _mixing(ctx, n)
+    if ctx.cfg.mode == "train":
+        rows.update(pillow_ops(ctx))
     return {"rows": rows, "batches": n, "batch_size": ctx.cfg.batch_size, "threads": ctx.cfg.threads}
