@@ -18,7 +18,7 @@ import pytest
 import torch
 from PIL import Image
 
-from imagenet_pipe.loaders import build_loader
+from imagenet_pipe.loaders import LoaderConfigError, build_loader
 from imagenet_pipe.loaders.augment import (
     BRANCHES,
     OP_BRANCH,
@@ -250,7 +250,7 @@ def test_repeated_augmentation_gives_each_copy_its_own_pixels(real_shards):
             assert (a - b).abs().mean() > 0.05, "the two copies of a sample got the same augmentation"
     state = ld.state_dict()
     assert state["aug_repeats"] == 2
-    with pytest.raises(Exception, match="aug_repeats"):
+    with pytest.raises(LoaderConfigError, match="aug_repeats"):
         loader(real_shards).load_state_dict(state)
 
 
