@@ -73,6 +73,7 @@ class AugmentSpec:
 
 @lru_cache(maxsize=64)
 def augment_spec(cfg: LoaderConfig) -> AugmentSpec:
+    """The augmentation layers of a training config (cached: the config is frozen)."""
     policy = parse_auto_augment(cfg.auto_augment) if cfg.auto_augment else None
     jitter_on = policy is None or "3a" in policy.text or cfg.force_color_jitter  # timm's test, substring and all
     jitter = tuple(jitter_strengths(cfg)) if jitter_on and jitter_strengths(cfg) else (0.0, 0.0, 0.0)
