@@ -28,3 +28,7 @@ class SourceError(ImagenetPipeError):
 
 class ShardError(ImagenetPipeError, ValueError):
     """A shard, index or manifest in an output folder is damaged."""
+
+
+class LoaderConfigError(OptionsError):
+    """An unknown loader option, or a loader option of the wrong type or range."""

@@ -46,6 +46,23 @@ def bench_result(shards1k, tmp_path_factory):
     return result, out
 
 
+def test_ops_stage_costs_each_augmentation_of_a_recipe(shards1k):
+    """Training presets: one row per augmentation op, the preset's layers, erasing, decisions, mixing."""
+    from imagenet_pipe.bench.ops import op_costs
+    from imagenet_pipe.bench.stages import StageContext
+    from imagenet_pipe.loaders import ShardSet, resolve_config
+
+    cfg = resolve_config("train-224-rand", device="cpu", batch_size=4, num_threads=2, size=64)
+    rows = op_costs(StageContext(ShardSet.open(shards1k, "train"), cfg, None, warmup=1, batches=2, repeats=1))["rows"]
+    families = ("affine", "brightness", "color", "contrast", "sharpness", "invert", "solarize", "solarize_add",
+                "posterize", "autocontrast", "equalize", "blur")
+    for kind in ("augment op", "pillow op"):  # the op in DALI, and in Pillow as the baseline runs it
+        assert all(any(k.startswith((f"{kind} {f} ", f"{kind} {f},")) for k in rows) for f in families), kind
+    assert any("augmentation layers" in k for k in rows) and any("random erasing (pixel" in k for k in rows)
+    assert "python: + the recipe's decisions" in rows and "torch: mixup/cutmix + soft targets (float16 batch)" in rows
+    assert all(v["cpu_ms_per_img"] > 0 for v in rows.values())
+
+
 def test_every_stage_is_measured_for_every_preset(bench_result):
     result, _ = bench_result
     assert set(result["presets"]) == {"train-224", "eval-224"}

@@ -109,3 +109,20 @@ def test_endpoint_down_then_back_is_retried_and_gone_for_good_is_named(private_s
     private_s3.stop()  # for good
     with deadline(120), pytest.raises(StorageError, match=r"s3://outage/ds/imagenet1k-validation-\d+\.tar"):
         list(fresh)
+
+
+def test_eval_and_bench_commands_take_a_bucket_url(bucket, shards1k, tmp_path, capsys):
+    from imagenet_pipe.cli import main as cli_main
+
+    eval_args = ["--model", "small", "--device", "cpu", "--batch-size", "4", "--num-threads", "2", "--quiet"]
+    torch.manual_seed(0)  # the same freshly initialised model both times
+    assert cli_main(["eval", str(shards1k), *eval_args]) == 0
+    local = capsys.readouterr().out
+    torch.manual_seed(0)
+    assert cli_main(["eval", bucket, *eval_args, "--cache-dir", str(tmp_path / "cache")]) == 0
+    remote = capsys.readouterr().out
+    rows = [line for line in local.splitlines() if "validation" in line]
+    assert rows and all(row in remote for row in rows)  # the same images, the same scores
+    assert cli_main(["bench", bucket, "--preset", "eval-224", "--device", "cpu", "--batch-size", "4",
+                     "--stages", "read,loader", "--repeats", "1", "--ttfb-shards", "0", "--no-plot",
+                     "--out", str(tmp_path / "bench"), "--cache-dir", str(tmp_path / "cache")]) == 0

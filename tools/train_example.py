@@ -10,6 +10,12 @@ channels-last, DistributedDataParallel under torchrun, exact-once evaluation.
 ``--save-every`` steps and at the end of each epoch (written to a temporary file, then renamed);
 ``--resume`` continues from it mid-epoch, with the batches an uninterrupted run would have seen.
 
+``--preset`` picks the training recipe (``train-224``, ``train-224-rand``, ``train-deit3``,
+``train-progressive`` or a YAML file) and timm's ``train.py`` flags override it (``--aa``,
+``--reprob``, ``--remode``, ``--recount``, ``--color-jitter``, ``--mixup``, ``--cutmix``,
+``--smoothing``, ``--aug-repeats``, ...). With mixup, cutmix or label smoothing the loader yields soft
+targets and the loss is timm's soft-target cross-entropy.
+
 ``--model``: a model spec, read as ``imagenet-pipe eval`` and ``bench`` read it
 (``imagenet_pipe.evaluation.spec``): ``small`` (the built-in CNN, default), ``timm:<name>`` or
 ``tv:<name>`` when timm / torchvision are installed (freshly initialised), a model file or
@@ -32,25 +38,66 @@ from torch import nn
 from imagenet_pipe import build_loader
 from imagenet_pipe.evaluation import SPEC_HELP, load_model
 
+# timm train.py flag -> loader option (the loader takes timm's names; these are train.py's spellings)
+RECIPE_FLAGS = [("--aa", "auto_augment", str), ("--color-jitter", "color_jitter", float),
+                ("--color-jitter-prob", "color_jitter_prob", float), ("--reprob", "re_prob", float),
+                ("--remode", "re_mode", str), ("--recount", "re_count", int), ("--mixup", "mixup_alpha", float),
+                ("--cutmix", "cutmix_alpha", float), ("--cutmix-minmax", "cutmix_minmax", float),
+                ("--mixup-prob", "mixup_prob", float), ("--mixup-switch-prob", "switch_prob", float),
+                ("--mixup-mode", "mixup_mode", str), ("--mixup-off-epoch", "mixup_off_epoch", int),
+                ("--smoothing", "label_smoothing", float), ("--aug-repeats", "aug_repeats", int),
+                ("--res-schedule", "res_schedule", int)]
 
-def main() -> None:
+
+def soft_target_cross_entropy(logits: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
+    """timm's SoftTargetCrossEntropy: the cross-entropy against a distribution over classes."""
+    return torch.sum(-targets * F.log_softmax(logits.float(), dim=-1), dim=-1).mean()
+
+
+def loss_fn(logits: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
+    """Class indices (plain recipes) or soft targets (mixup, cutmix, label smoothing)."""
+    if labels.dim() == 2:
+        return soft_target_cross_entropy(logits, labels)
+    return F.cross_entropy(logits, labels)
+
+
+def recipe_overrides(args: argparse.Namespace) -> dict:
+    """The recipe flags given on the command line, as loader options (tuples for multi-value ones)."""
+    out = {}
+    for _, option, _ in RECIPE_FLAGS:
+        value = getattr(args, option)
+        out[option] = tuple(value) if isinstance(value, list) else value
+    return out
+
+
+def parse_args() -> argparse.Namespace:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--shards", required=True, help="folder written by `imagenet-pipe convert`")
     p.add_argument("--model", default="small", help=f"model: {SPEC_HELP}")
     p.add_argument("--epochs", type=int, default=1)
     p.add_argument("--steps", type=int, default=0, help="stop each epoch after this many steps (0: full epoch)")
     p.add_argument("--batch-size", type=int, default=64, help="per process")
-    p.add_argument("--size", type=int, default=224)
+    p.add_argument("--size", type=int, help="training size (default: the preset's)")
     p.add_argument("--lr", type=float, default=0.1)
     p.add_argument("--device", choices=("auto", "cpu", "gpu"), default="auto")
+    p.add_argument("--preset", default="train-224", help="training recipe: a loader preset name or YAML file")
+    p.add_argument("--eval-preset", default="eval-224")
+    p.add_argument("--train-split", default="train")
     p.add_argument("--val-split", default="validation")
     p.add_argument("--checkpoint", type=Path, help="file to save training state to (and resume from)")
     p.add_argument("--save-every", type=int, default=100, help="steps between checkpoints")
     p.add_argument("--resume", action="store_true", help="continue from --checkpoint when it exists")
     p.add_argument("--log-keys", type=Path, help="append each step's sample keys to this file (rank 0)")
-    args = p.parse_args()
+    p.add_argument("--log-loss", type=Path, help="append each step's loss to this file (rank 0)")
+    for flag, option, kind in RECIPE_FLAGS:
+        many = option in ("cutmix_minmax", "res_schedule")
+        p.add_argument(flag, dest=option, type=kind, nargs=4 if option == "res_schedule" else 2 if many else None,
+                       help=f"loader option {option}")
+    return p.parse_args()
 
-    # --- distributed set-up (torchrun sets RANK, WORLD_SIZE, LOCAL_RANK) ---
+
+def setup_distributed(args: argparse.Namespace) -> tuple[int, int, int, torch.device]:
+    """(world size, rank, local rank, device); torchrun sets RANK, WORLD_SIZE, LOCAL_RANK."""
     world = int(os.environ.get("WORLD_SIZE", 1))
     use_cuda = args.device != "cpu" and torch.cuda.is_available()
     if world > 1:
@@ -59,13 +106,21 @@ def main() -> None:
     device = torch.device("cuda", local_rank) if use_cuda else torch.device("cpu")
     if use_cuda:
         torch.cuda.set_device(device)
+    return world, rank, local_rank, device
+
+
+def main() -> None:
+    args = parse_args()
+    world, rank, local_rank, device = setup_distributed(args)
+    use_cuda = device.type == "cuda"
 
     # --- the imagenet-pipe part: two loaders ---
     loader_device = "gpu" if use_cuda else "cpu"
-    train = build_loader(args.shards, "train", "train-224", batch_size=args.batch_size, size=args.size,
-                         device=loader_device, memory_format="channels_last", return_keys=args.log_keys is not None)
-    val = build_loader(args.shards, args.val_split, "eval-224", batch_size=args.batch_size, device=loader_device,
-                       memory_format="channels_last")
+    train = build_loader(args.shards, args.train_split, args.preset, batch_size=args.batch_size, size=args.size,
+                         device=loader_device, memory_format="channels_last", return_keys=args.log_keys is not None,
+                         **recipe_overrides(args))
+    val = build_loader(args.shards, args.val_split, args.eval_preset, batch_size=args.batch_size,
+                       device=loader_device, memory_format="channels_last")
     num_classes = train.shards.num_classes or 1000
 
     model = load_model(args.model, pretrained=False, num_classes=num_classes).module
@@ -106,16 +161,15 @@ def main() -> None:
                 break
             images, labels = batch
             with torch.autocast(device.type, dtype=amp_dtype):
-                loss = F.cross_entropy(model(images), labels)
+                loss = loss_fn(model(images), labels)
             opt.zero_grad(set_to_none=True)
             scaler.scale(loss).backward()
             scaler.step(opt)
             scaler.update()
             seen += images.shape[0]
             global_step += 1
-            if rank == 0 and args.log_keys:
-                with open(args.log_keys, "a") as f:
-                    f.write(" ".join(batch.keys) + "\n")
+            if rank == 0:
+                log_step(args, batch, loss)
             if global_step % args.save_every == 0:
                 save()
             if rank == 0 and (step % 10 == 0 or step == steps - 1):
@@ -132,6 +186,14 @@ def main() -> None:
     val.close()
     if world > 1:
         dist.destroy_process_group()
+
+
+def log_step(args: argparse.Namespace, batch, loss: torch.Tensor) -> None:
+    """--log-keys / --log-loss: one line per step."""
+    for path, line in ((args.log_keys, " ".join(getattr(batch, "keys", []))), (args.log_loss, f"{loss.item():.6f}")):
+        if path:
+            with open(path, "a") as f:
+                f.write(line + "\n")
 
 
 @torch.no_grad()

@@ -78,13 +78,19 @@ def make_many_shards(out: str | Path, source: str | Path, split: str = "validati
     out.mkdir(parents=True, exist_ok=True)
     src = ShardSet.open(source, split)
     samples: list[tuple[str, dict[str, bytes]]] = []
-    for path in src.paths * per_shard:  # a split smaller than one shard's worth is cycled
-        for key, sample in iter_samples(Path(path)):
-            samples.append((key, sample))
+    try:
+        for shard in list(range(len(src.names))) * per_shard:  # a split smaller than one shard's worth is cycled
+            try:
+                for key, sample in iter_samples(src.shard_path(shard)):
+                    samples.append((key, sample))
+                    if len(samples) >= per_shard:
+                        break
+            finally:
+                src.release(shard)
             if len(samples) >= per_shard:
                 break
-        if len(samples) >= per_shard:
-            break
+    finally:
+        src.close()
     tars, idxs = [], []
     for i in range(count):
         name = f"ttfb-{i:06d}.tar"

@@ -42,6 +42,8 @@ class BenchOptions:
     :func:`imagenet_pipe.bench.autotune.candidates`), the preset written to ``tune_out`` (may hold
     ``{preset}`` and ``{device}``; default ``<out_dir>/tuned-<preset>-<device>.yaml``).
 
+    ``cache_dir`` / ``cache_limit``: the node's shard cache when ``root`` is ``s3://bucket/prefix``.
+
     Output: with ``out_dir``, ``bench.json`` after every stage, ``bench.png`` (``plot``, when
     matplotlib is installed) and tuned presets there; ``print_table`` prints the table on stdout at
     the end; ``command`` is recorded in ``bench.json``.
@@ -49,6 +51,8 @@ class BenchOptions:
 
     presets: tuple[str, ...] = ("train-224", "eval-224")
     split: str = "train"
+    cache_dir: str | None = None
+    cache_limit: int | str | None = None
     device: str = "auto"
     cores: int | None = None
     batch_size: int | None = None

@@ -295,14 +295,15 @@ def run_bench(root: str | Path, options: BenchOptions | None = None, *, log: Cal
     result (also written to ``bench.json``, see the module docstring). ``log``: progress lines."""
     options = options or BenchOptions()
     wanted = options.wanted
-    shards = ShardSet.open(root, options.split)
+    shards = ShardSet.open(root, options.split, options.cache_dir, options.cache_limit)
     dev = _device(options.device)
     n_cores, pinned = _pin(options.cores)
     out_path = Path(options.out_dir) if options.out_dir is not None else None
     try:
         contexts = _contexts(shards, options, dev, n_cores)
         rec = Recorder({
-            "schema": "imagenet-pipe-bench/2", "command": options.command, "machine": machine_record(root, n_cores),
+            "schema": "imagenet-pipe-bench/2", "command": options.command,
+            "machine": machine_record(shards.root, n_cores),  # a bucket's: the disk of its shard cache
             "settings": {"root": str(root), "split": options.split, "samples": shards.num_samples,
                          "shards": len(shards.names), "device": dev, "cores": n_cores, "repeats": options.repeats,
                          "warmup_batches": options.warmup, "timed_batches": options.batches,
@@ -330,3 +331,4 @@ def run_bench(root: str | Path, options: BenchOptions | None = None, *, log: Cal
         return _finish(rec, out_path, options.plot, options.print_table)
     finally:
         _unpin(pinned)
+        shards.close()

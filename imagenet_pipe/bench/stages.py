@@ -65,12 +65,13 @@ def jpeg_bytes_per_sample(shards: ShardSet, limit: int = 64) -> float:
 # --- raw reads -------------------------------------------------------------------------------
 
 def read_files(ctx: StageContext, max_bytes: int = 512 << 20) -> dict[str, Any]:
-    """Sequential whole-file reads of the split's shards (up to ``max_bytes`` per pass), 8 MiB at a time."""
+    """Sequential whole-file reads of the split's shards (up to ``max_bytes`` per pass), 8 MiB at a
+    time (for a bucket: of their copies in the shard cache, which the first pass fills)."""
     paths, total = [], 0
-    for path, n in zip(ctx.shards.paths, ctx.shards.lengths, strict=True):
-        size = Path(path).stat().st_size
+    for shard, n in enumerate(ctx.shards.lengths):
+        path = ctx.shards.shard_path(shard)
         paths.append((path, n))
-        total += size
+        total += Path(path).stat().st_size
         if total >= max_bytes:
             break
 
@@ -85,6 +86,8 @@ def read_files(ctx: StageContext, max_bytes: int = 512 << 20) -> dict[str, Any]:
 
     one_pass()  # warm-up; afterwards the files are served from the page cache if they fit in memory
     passes = [one_pass() for _ in range(ctx.repeats)]
+    for shard in range(len(paths)):
+        ctx.shards.release(shard)
     return {"img_s": summary([s / t for t, _, s in passes]),
             "mb_s": summary([b / t / 1e6 for t, b, _ in passes], "MB/s"),
             "files": len(paths), "bytes_per_pass": passes[0][1]}

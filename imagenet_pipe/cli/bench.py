@@ -5,7 +5,6 @@ from __future__ import annotations
 import argparse
 import shlex
 import sys
-from pathlib import Path
 
 from ..bench.options import DEFAULT_STAGES, PARITY, STAGES, resolve_presets
 from ..evaluation.spec import SPEC_HELP
@@ -20,7 +19,9 @@ def add_parser(new_parser: NewParser) -> argparse.ArgumentParser:
                     "batch with and without .idx, which JPEG decoder backends ran, the memory a DALI loader "
                     "holds; optionally auto-tune a YAML preset. Writes a table to stdout, bench.json (after every "
                     "stage; a stage that fails is recorded and skipped) and, with matplotlib, bench.png to --out.")
-    b.add_argument("shards", type=Path, help="a folder written by `imagenet-pipe convert`")
+    b.add_argument("shards", help="a folder written by `imagenet-pipe convert`, or s3://bucket/prefix")
+    b.add_argument("--cache-dir", help="for s3://: the node's shard cache (default: a temporary one)")
+    b.add_argument("--cache-limit", help="for s3://: the cache's size limit, e.g. 200GB")
     b.add_argument("--split", default="train", help="split to read (default train; eval presets may read it too)")
     b.add_argument("--mode", type=csv_list, help="train, eval or train,eval (default train,eval)")
     b.add_argument("--size", type=ints, help="224, 384 or 224,384 (default 224)")
@@ -79,6 +80,7 @@ def run(args: argparse.Namespace) -> int:
 
     options = BenchOptions(
         presets=resolve_presets(args.preset, args.mode, args.size), split=args.split, device=args.device,
+        cache_dir=args.cache_dir, cache_limit=args.cache_limit,
         cores=args.cores, batch_size=args.batch_size, threads=args.threads, workers=args.workers,
         prefetch=args.prefetch, hw_decoder_load=args.hw_decoder_load, repeats=args.repeats, warmup=args.warmup,
         batches=args.batches, stages=[s for s in (args.stages or DEFAULT_STAGES) if s not in (args.skip or [])],

@@ -22,7 +22,10 @@ def add_parser(new_parser: NewParser) -> argparse.ArgumentParser:
         description="Evaluate a model over one or more converted shard folders with the DALI eval loader. "
                     "Give an ImageNet-1K folder with an ImageNet-C folder to get relative mCE from its "
                     "validation error.")
-    e.add_argument("shards", nargs="+", type=Path, help="shard folder(s) written by `imagenet-pipe convert`")
+    e.add_argument("shards", nargs="+", help="shard folder(s) written by `imagenet-pipe convert`, or "
+                   "s3://bucket/prefix URLs")
+    e.add_argument("--cache-dir", help="for s3:// folders: the node's shard cache (default: a temporary one)")
+    e.add_argument("--cache-limit", help="for s3:// folders: the cache's size limit, e.g. 200GB")
     e.add_argument("--model", "-m", required=True, help=f"model: {SPEC_HELP}")
     e.add_argument("--splits", type=csv_list,
                    help="comma-separated splits or patterns, e.g. 'gaussian_noise-*' (default: all but train*)")
@@ -60,7 +63,7 @@ def run(args: argparse.Namespace) -> int:
     options = EvalOptions(
         splits=args.splits, preset=args.preset, backend=args.backend, precision=args.precision,
         use_model_config=not args.no_model_config, clean_error=args.clean_error, save_logits=args.save_logits,
-        progress=not args.quiet,
+        progress=not args.quiet, cache_dir=args.cache_dir, cache_limit=args.cache_limit,
         loader={"batch_size": args.batch_size, "device": args.device, "num_threads": args.num_threads,
                 "num_workers": args.num_threads, "size": args.size, "crop_pct": args.crop_pct,
                 "interpolation": args.interpolation, "mean": args.mean, "std": args.std})

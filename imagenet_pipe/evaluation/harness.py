@@ -69,8 +69,13 @@ def evaluate(root: str | Path, model: str | torch.nn.Module | LoadedModel, optio
     environment).
     """
     options = options or EvalOptions()
+    with Folder.open(root, options.cache_dir, options.cache_limit) as folder:
+        return _evaluate_folder(folder, model, options, dist)
+
+
+def _evaluate_folder(folder: Folder, model: str | torch.nn.Module | LoadedModel, options: EvalOptions,
+                     dist: DistInfo | None) -> EvalResult:
     start = time.perf_counter()
-    folder = Folder.open(root)
     splits = folder.select(options.splits)
     loaded = model if isinstance(model, LoadedModel) else load_model(model)
     cfg, sources = resolve_preprocessing(options, loaded)
@@ -83,7 +88,7 @@ def evaluate(root: str | Path, model: str | torch.nn.Module | LoadedModel, optio
     result = None
     if dist.rank == 0:
         result = EvalResult(
-            root=str(folder.root), dataset=folder.dataset, class_list=folder.manifest.get("class_list"),
+            root=folder.location, dataset=folder.dataset, class_list=folder.manifest.get("class_list"),
             num_classes=folder.num_classes, model=loaded.describe(),
             preprocessing={**{name: _plain(getattr(cfg, name)) for name in PREPROCESSING},
                            "resize_shorter": cfg.resize_shorter, "sources": sources},
@@ -111,7 +116,10 @@ def evaluate_folders(roots: Sequence[str | Path], model: str | torch.nn.Module |
     """
     options = options or EvalOptions()
     loaded = model if isinstance(model, LoadedModel) else load_model(model)
-    folders = [Folder.open(p) for p in roots]
+    folders = []
+    for location in roots:  # their datasets and splits, read once
+        with Folder.open(location, options.cache_dir, options.cache_limit) as folder:
+            folders.append(folder)
     names = [f.dataset for f in folders]
     order = sorted(range(len(folders)), key=lambda i: folders[i].dataset != "imagenet1k")
     clean = options.clean_error
@@ -120,12 +128,12 @@ def evaluate_folders(roots: Sequence[str | Path], model: str | torch.nn.Module |
         folder = folders[i]
         patterns = folder.matching(options.splits or ())
         if options.splits and not patterns:
-            raise OptionsError(f"none of --splits {','.join(options.splits)} is a split of {folder.root}")
+            raise OptionsError(f"none of --splits {','.join(options.splits)} is a split of {folder.location}")
         save = options.save_logits
         if save is not None and len(folders) > 1:
             save = Path(save).with_name(f"{Path(save).stem}.{names[i]}"
                                         f"{'' if names.count(names[i]) == 1 else f'-{i}'}.npz")
-        result = evaluate(folder.root, loaded, replace(options, splits=patterns or None, clean_error=clean,
+        result = evaluate(folder.location, loaded, replace(options, splits=patterns or None, clean_error=clean,
                                                        save_logits=save), dist=dist)
         results[i] = result
         if clean is None and folder.dataset == "imagenet1k" and "validation" in result.splits:
@@ -192,7 +200,7 @@ class _FolderRun:
 
     def all(self, splits: list[str]) -> dict[str, SplitScore]:
         """Every split's score (on rank 0; empty elsewhere), with a progress bar on rank 0."""
-        shardsets = {s: ShardSet.open(self.folder.root, s) for s in splits}
+        shardsets = {s: ShardSet.open(self.folder.root, s, store=self.folder.store) for s in splits}
         bar = self._progress_bar(shardsets.values())
         scores: dict[str, SplitScore] = {}
         try:

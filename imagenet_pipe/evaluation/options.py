@@ -29,7 +29,8 @@ class EvalOptions:
     ``clean_error``: the model's clean top-1 error for ImageNet-C's relative mCE (a fraction,
     ``"23.9%"``, an :class:`EvalResult` holding ImageNet-1K validation, or the path of a JSON file
     of one). ``save_logits``: an ``.npz`` written by rank 0 with ``<split>/keys``,
-    ``<split>/labels`` and ``<split>/logits`` (float32, sorted by key).
+    ``<split>/labels`` and ``<split>/logits`` (float32, sorted by key). ``cache_dir`` /
+    ``cache_limit``: the node's shard cache when a folder is ``s3://bucket/prefix``.
     """
 
     splits: tuple[str, ...] | None = None
@@ -41,6 +42,8 @@ class EvalOptions:
     clean_error: Any = None  # float | str | Path | EvalResult | None
     save_logits: str | Path | None = None
     progress: bool = True
+    cache_dir: str | Path | None = None
+    cache_limit: int | str | None = None
 
     def __post_init__(self) -> None:
         if isinstance(self.splits, str):

@@ -26,12 +26,15 @@ import numpy as np
 import torch
 
 from ..errors import ImagenetPipeError
+from .augment import augment_spec, decide
 from .common import Batch, LoaderDataError, finish_images, make_batch, resolve_device
 from .config import LoaderConfig
-from .dali_graph import build_pipeline, source_outputs
+from .dali_augment import augment_arrays, erase_arrays
+from .dali_graph import build_pipeline, output_layout, pipeline_dtype, source_outputs
 from .diagnose import explain_decoder_failure
 from .epochs import PlannedLoader
-from .geometry import eval_regions, train_params
+from .erasing import decide_erasing
+from .geometry import eval_regions, train_params, train_size
 from .plan import EpochPlan, PlanArgs
 from .reader import FetchedBatch, ReadAhead, SampleReader
 from .shardset import DistInfo, ShardSet
@@ -58,13 +61,28 @@ def source_arrays(cfg: LoaderConfig, gpu: bool, epoch: int, fetched: FetchedBatc
     """One batch of every external-source output, from the samples read and the plan's epoch."""
     out: dict[str, object] = {"jpegs": fetched.jpegs, "labels": fetched.labels}
     if cfg.mode == "train":
-        boxes, flips = train_params(cfg, epoch, fetched.ids, fetched.width, fetched.height)
-        left, top, w, h = boxes.T
-        out["crop_start"] = np.stack([top, left], axis=1).astype(np.int32)
-        out["crop_end"] = np.stack([top + h, left + w], axis=1).astype(np.int32)
-        out["flip"] = flips.astype(np.int32)
+        out.update(train_arrays(cfg, gpu, epoch, fetched))
     else:
         out.update(eval_regions(cfg, fetched.width, fetched.height, window=not gpu))
+    return out
+
+
+def train_arrays(cfg: LoaderConfig, gpu: bool, epoch: int, fetched: FetchedBatch) -> dict[str, object]:
+    """A training batch's decisions: crop windows, output size, flips, augmentation layers, erasing."""
+    draws, size = fetched.draw_ids, train_size(cfg, epoch)
+    boxes, flips = train_params(cfg, epoch, draws, fetched.width, fetched.height)
+    left, top, w, h = boxes.T
+    n = len(draws)
+    out: dict[str, object] = {"crop_start": np.stack([top, left], axis=1).astype(np.int32),
+                              "crop_end": np.stack([top + h, left + w], axis=1).astype(np.int32),
+                              "out_size": np.full((n, 2), size, np.float32), "flip": flips.astype(np.int32)}
+    spec = augment_spec(cfg)
+    if spec.layers:
+        out.update(augment_arrays(spec, decide(spec, cfg.seed, epoch, draws, size)))
+    if cfg.re_prob > 0:
+        erase = decide_erasing(cfg, epoch, draws, size, size)
+        noise_dtype = np.float16 if pipeline_dtype(cfg.dtype, gpu) == "float16" else np.float32
+        out.update(erase_arrays(cfg, erase, epoch, draws, output_layout(cfg), noise_dtype))
     return out
 
 

@@ -13,14 +13,16 @@ from __future__ import annotations
 from collections.abc import Iterator
 from typing import Any
 
-from .common import Batch
+from .common import Batch, make_batch
 from .config import LoaderConfig, LoaderConfigError
+from .mixup import Mixer, soft_targets_on
 from .plan import EpochPlan, PlanArgs, eval_range, steps_per_epoch
 from .shardset import DistInfo, ShardSet, dist_info
 
 STATE_FORMAT = "imagenet-pipe-loader/1"
 # what fixes the order and the random draws: a state from another value of these cannot be resumed
-_FIXED = ("split", "shards", "mode", "seed", "shuffle_block")
+_FIXED = ("split", "shards", "mode", "seed", "shuffle_block", "aug_repeats")
+_FIXED_DEFAULTS = {"aug_repeats": 1}  # states saved before the key existed
 
 
 class PlannedLoader:
@@ -36,7 +38,8 @@ class PlannedLoader:
             raise LoaderConfigError(f"{world} ranks but only {n} samples in {shards.split!r}")
         self.train = cfg.mode == "train"
         self.plan_args = PlanArgs(n, shards.lengths, cfg.batch_size, world, self.dist.rank, self.train,
-                                  cfg.seed, cfg.shuffle_block)
+                                  cfg.seed, cfg.shuffle_block, max(1, cfg.aug_repeats))
+        self.mixer = Mixer(cfg, self._num_classes(shards, cfg)) if soft_targets_on(cfg) else None
         self.steps = steps_per_epoch(self.plan_args)
         if self.train and self.steps == 0:
             raise LoaderConfigError(f"batch size {cfg.batch_size} x {world} ranks exceeds the {n} samples of "
@@ -49,6 +52,16 @@ class PlannedLoader:
         self._pass_open = False  # a pass was started and has not finished
         self._left = 0  # batches the open pass has not yielded yet
         self._passes = 0
+
+    @staticmethod
+    def _num_classes(shards: ShardSet, cfg: LoaderConfig) -> int:
+        """Classes of the soft targets: ``num_classes``, else the shard set's."""
+        if cfg.num_classes is None and shards.num_classes is None:
+            raise LoaderConfigError("mixup/cutmix/label_smoothing make soft targets: set num_classes (the shard "
+                                    "set does not record it)")
+        if cfg.num_classes is not None and shards.num_classes is not None and cfg.num_classes < shards.num_classes:
+            raise LoaderConfigError(f"num_classes={cfg.num_classes}, but the shard set has {shards.num_classes}")
+        return cfg.num_classes or shards.num_classes
 
     def __len__(self) -> int:
         """Batches per full epoch (a pass resumed mid-epoch yields the rest of it)."""
@@ -66,6 +79,7 @@ class PlannedLoader:
             epoch, consumed = epoch + 1, 0
         return {"format": STATE_FORMAT, "split": self.shards.split, "shards": self.shards.fingerprint,
                 "mode": self.cfg.mode, "seed": self.cfg.seed, "shuffle_block": self.cfg.shuffle_block,
+                "aug_repeats": self.plan_args.aug_repeats,
                 "batch_size": self.cfg.batch_size, "world_size": self.dist.world_size, "rank": self.dist.rank,
                 "epoch": epoch, "consumed": consumed}
 
@@ -77,7 +91,8 @@ class PlannedLoader:
             raise LoaderConfigError(f"not a loader state of this version (format {state.get('format')!r}, "
                                     f"expected {STATE_FORMAT!r})")
         mine = self.state_dict()
-        changed = [f"{k}: saved {state.get(k)!r}, now {mine[k]!r}" for k in _FIXED if state.get(k) != mine[k]]
+        changed = [f"{k}: saved {state.get(k)!r}, now {mine[k]!r}" for k in _FIXED
+                   if state.get(k, _FIXED_DEFAULTS.get(k)) != mine[k]]
         epoch, consumed = int(state["epoch"]), int(state["consumed"])
         if not self.train and consumed:
             changed += [f"{k}: saved {state.get(k)!r}, now {mine[k]!r}" for k in ("world_size", "rank", "batch_size")
@@ -101,9 +116,14 @@ class PlannedLoader:
             if this_pass != self._passes:
                 raise RuntimeError("another pass over this loader was started; one pass at a time")
             self._position, self._left = (epoch, plan.consumed_after(done)), plan.steps - done
-            yield batch
+            yield self._soft_targets(batch, epoch, plan.position(done - 1)) if self.mixer else batch
         if this_pass == self._passes:
             self._position, self._pass_open = (epoch + 1, 0), False
+
+    def _soft_targets(self, batch: Batch, epoch: int, position: int) -> Batch:
+        """Mixup/cutmix on the output device and soft targets, keyed by where the batch starts."""
+        images, targets = self.mixer(batch.images, batch.labels, epoch, position, self.cfg.memory_format == "nhwc")
+        return make_batch(images, targets, getattr(batch, "keys", []), self.cfg)
 
     def _batches(self, plan: EpochPlan) -> Iterator[Batch]:
         raise NotImplementedError

@@ -20,7 +20,9 @@ from .config import LoaderConfig
 _M1, _M2 = np.uint64(0xBF58476D1CE4E5B9), np.uint64(0x94D049BB133111EB)
 _GOLDEN = np.uint64(0x9E3779B97F4A7C15)
 ATTEMPTS = 10  # torchvision's RandomResizedCrop
-STREAM_CROP, STREAM_FLIP = 1, 2  # independent random streams per sample
+# independent random streams per draw (a sample, or one copy of it under repeated augmentation)
+STREAM_CROP, STREAM_FLIP, STREAM_AUGMENT, STREAM_JITTER, STREAM_ERASE = 1, 2, 3, 4, 5
+STREAM_ERASE_FILL = 16  # + box index: the colours or noise of erased boxes
 
 
 def _mix(x: np.ndarray) -> np.ndarray:
@@ -69,13 +71,28 @@ def random_resized_crop(width: np.ndarray, height: np.ndarray, scale: tuple[floa
     return boxes.astype(np.int64)
 
 
-def train_params(cfg: LoaderConfig, epoch: int, ids: np.ndarray, width: np.ndarray,
+def train_params(cfg: LoaderConfig, epoch: int, draws: np.ndarray, width: np.ndarray,
                  height: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """Crop boxes ``(left, top, w, h)`` and flip flags (bool) of a training batch."""
+    """Crop boxes ``(left, top, w, h)`` and flip flags (bool) of a training batch (``draws``: the
+    samples' draw ids, see :meth:`.plan.EpochPlan.draw_ids`)."""
     boxes = random_resized_crop(width, height, cfg.scale, cfg.ratio,
-                                uniforms(cfg.seed, epoch, ids, STREAM_CROP, 2 * ATTEMPTS + 2))
-    flips = uniforms(cfg.seed, epoch, ids, STREAM_FLIP, 1)[:, 0] < cfg.hflip
+                                uniforms(cfg.seed, epoch, draws, STREAM_CROP, 2 * ATTEMPTS + 2))
+    flips = uniforms(cfg.seed, epoch, draws, STREAM_FLIP, 1)[:, 0] < cfg.hflip
     return boxes, flips
+
+
+def train_size(cfg: LoaderConfig, epoch: int) -> int:
+    """The training output size of ``epoch``: ``size``, or with ``res_schedule`` FFCV's progressive
+    resolution: the start size up to the start epoch, the end size from the end epoch, in between
+    linear in the epoch, rounded to a multiple of 32."""
+    if cfg.res_schedule is None:
+        return cfg.size
+    start, end, first, last = cfg.res_schedule
+    if epoch <= first:
+        return start
+    if epoch >= last:
+        return end
+    return int(np.round(np.interp(epoch, [first, last], [start, end]) / 32)) * 32
 
 
 def eval_resize(width: np.ndarray, height: np.ndarray, shorter: int, size: int) -> tuple[np.ndarray, ...]:

@@ -12,6 +12,13 @@ augmentation sampler deal indices, so that neighbouring positions go to differen
 within an epoch no sample repeats, the ranks are disjoint, every rank takes the same number of
 steps, and only the remainder ``n mod (world * batch)`` is left out.
 
+Repeated augmentation (DeiT's ``aug_repeats`` = r > 1): each sample of the order is repeated r
+times in a row and the result cut to ``n`` positions, so an epoch keeps its length (about n / r
+distinct samples, r copies each). Consecutive positions go to different ranks, so with ``world >=
+r`` the copies of a sample land on r different ranks, as DeiT's RASampler deals them. Each copy has
+its own *draw id* (``sample + copy * n``; the sample id itself for the first copy), which keys its
+random decisions: the copies are augmented independently.
+
 Because the order does not depend on the world size, a run can resume on another world size, even
 mid-epoch: the samples consumed so far are the first ``consumed`` positions of the order, whatever
 the world size was; the rest is dealt to the new ranks the same way.
@@ -39,6 +46,7 @@ class PlanArgs:
     train: bool
     seed: int = 0
     shuffle_block: int = 0
+    aug_repeats: int = 1  # repeated augmentation: copies of each sample per epoch (training)
 
     def __post_init__(self) -> None:
         if not 0 <= self.rank < self.world_size:
@@ -81,19 +89,43 @@ class EpochPlan:
 
     def __init__(self, args: PlanArgs, epoch: int, consumed: int = 0) -> None:
         self.args, self.epoch, self.consumed = args, epoch, consumed
-        self.order = training_order(args, epoch) if args.train else None
+        self.order = self.copy = None
+        if args.train:
+            repeats = max(1, args.aug_repeats)
+            self.order = np.repeat(training_order(args, epoch), repeats)[:args.num_samples]
+            self.copy = np.tile(np.arange(repeats, dtype=np.int64), args.num_samples)[:args.num_samples]
         self.steps = steps_per_epoch(args, consumed)
 
-    def batch(self, i: int) -> np.ndarray:
+    def _positions(self, i: int) -> slice | np.ndarray:
         a = self.args
         if not 0 <= i < self.steps:
             raise IndexError(f"batch {i} of an epoch plan with {self.steps} batches")
+        start = self.position(i)
+        if a.train:  # rank r: positions r, r + world, ... of the global step
+            return slice(start, start - a.rank + a.world_size * a.batch_size, a.world_size)
+        return np.arange(start, min(start + a.batch_size, eval_range(a)[1]), dtype=np.int64)
+
+    def batch(self, i: int) -> np.ndarray:
+        """The sample ids of the ``i``-th batch."""
+        where = self._positions(i)
+        return self.order[where] if self.args.train else where
+
+    def draw_ids(self, i: int) -> np.ndarray:
+        """What keys the random decisions of the ``i``-th batch's samples: the sample id, plus
+        ``copy x num_samples`` for the further copies of repeated augmentation."""
+        where = self._positions(i)
+        if not self.args.train:
+            return where
+        return self.order[where] + self.copy[where] * self.args.num_samples
+
+    def position(self, i: int) -> int:
+        """Where this rank's ``i``-th batch starts: its first sample's position in the epoch's global
+        order (training) or in the split (evaluation). It keys per-batch decisions (mixing) by the
+        plan alone, however the epoch was reached (straight, ``set_epoch``, resumed)."""
+        a = self.args
         if a.train:
-            start = self.consumed + i * a.world_size * a.batch_size
-            return self.order[start + a.rank:start + a.world_size * a.batch_size:a.world_size]
-        lo, hi = eval_range(a)
-        start = lo + self.consumed + i * a.batch_size
-        return np.arange(start, min(start + a.batch_size, hi), dtype=np.int64)
+            return self.consumed + i * a.world_size * a.batch_size + a.rank
+        return eval_range(a)[0] + self.consumed + i * a.batch_size
 
     def positions(self, first: int, end: int) -> np.ndarray:
         """The sample ids of batches ``[first, end)`` of every rank (what a node reads meanwhile)."""

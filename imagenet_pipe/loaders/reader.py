@@ -94,6 +94,11 @@ class FetchedBatch:
     keys: list[str]
     shards: list[str]  # shard file names
     problems: dict[int, str]  # row -> why the sample is bad
+    draws: np.ndarray | None = None  # what keys each sample's random decisions (default: its id)
+
+    @property
+    def draw_ids(self) -> np.ndarray:
+        return self.ids if self.draws is None else self.draws
 
     @property
     def ok(self) -> np.ndarray:
@@ -137,11 +142,11 @@ class SampleReader:
         with self._lock:
             self._busy[shard] -= 1
 
-    def read(self, ids: np.ndarray) -> FetchedBatch:
+    def read(self, ids: np.ndarray, draws: np.ndarray | None = None) -> FetchedBatch:
         shard_of, local = self.shards.locate(ids)
         n = len(ids)
         batch = FetchedBatch(np.asarray(ids, np.int64), [], np.zeros(n, np.int64), np.zeros(n, np.int64),
-                             np.zeros(n, np.int64), [], [], {})
+                             np.zeros(n, np.int64), [], [], {}, draws)
         for row in range(n):
             s, i = int(shard_of[row]), int(local[row])
             index = self.shards.index(s)
@@ -227,11 +232,11 @@ class ReadAhead:
         self._fetcher.advance(start)
         for i in range(start, min(start + self.ahead, self.plan.steps)):
             if i not in self._pending:
-                self._pending[i] = self._pool.submit(self.reader.read, self.plan.batch(i))
+                self._pending[i] = self._pool.submit(self.reader.read, self.plan.batch(i), self.plan.draw_ids(i))
 
     def get(self, i: int) -> FetchedBatch:
         future = self._pending.pop(i, None)
-        batch = future.result() if future is not None else self.reader.read(self.plan.batch(i))
+        batch = future.result() if future is not None else self.reader.read(self.plan.batch(i), self.plan.draw_ids(i))
         self._schedule(i + 1)
         return batch
 

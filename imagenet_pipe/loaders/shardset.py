@@ -126,6 +126,14 @@ def is_bucket_url(root: Path | str) -> bool:
     return is_s3_url(root)
 
 
+def open_shards(root: Path | str, cache_dir: Path | str | None = None,
+                cache_limit: int | str | None = None) -> LocalShards | BucketShards:
+    """The shards of a folder or of ``s3://bucket/prefix`` (through the node's shard cache)."""
+    if is_bucket_url(root):
+        return BucketShards(str(root), cache_dir, cache_limit)
+    return LocalShards(Path(root))
+
+
 @dataclass(frozen=True)
 class ShardSet:
     root: Path  # the folder holding _info.json and the .idx files (for a bucket: the local metadata copy)
@@ -138,14 +146,13 @@ class ShardSet:
 
     @classmethod
     def open(cls, root: Path | str, split: str, cache_dir: Path | str | None = None,
-             cache_limit: int | str | None = None) -> ShardSet:
+             cache_limit: int | str | None = None, store: LocalShards | BucketShards | None = None) -> ShardSet:
         """Read the split's shard list and counts from ``_info.json`` (written by the converter).
         ``root``: a folder or ``s3://bucket/prefix`` (then ``cache_dir``/``cache_limit`` set the
-        node's shard cache, see :class:`BucketShards`)."""
-        if is_bucket_url(root):
-            store = BucketShards(str(root), cache_dir, cache_limit)
-            return cls._from_info(store.root, split, store)
-        return cls._from_info(Path(root), split, LocalShards(Path(root)))
+        node's shard cache, see :class:`BucketShards`); ``store``: the shards of a folder already
+        opened with :func:`open_shards` (shared by its splits; the caller closes it)."""
+        store = store or open_shards(root, cache_dir, cache_limit)
+        return cls._from_info(store.root, split, store)
 
     @classmethod
     def _from_info(cls, root: Path, split: str, store: LocalShards | BucketShards) -> ShardSet:
@@ -220,13 +227,13 @@ class ShardSet:
 
         return rank_range(self.num_samples, rank, world)
 
-    def segments(self, start: int, end: int) -> list[tuple[str, int, int]]:
-        """(shard path, first sample, count) pieces covering global samples [start, end)."""
+    def segments(self, start: int, end: int) -> list[tuple[int, int, int]]:
+        """(shard number, first sample, count) pieces covering global samples [start, end)."""
         out, offset = [], 0
-        for path, length in zip(self.paths, self.lengths, strict=True):
+        for shard, length in enumerate(self.lengths):
             lo, hi = max(start, offset), min(end, offset + length)
             if lo < hi:
-                out.append((path, lo - offset, hi - lo))
+                out.append((shard, lo - offset, hi - lo))
             offset += length
         return out
 

@@ -4,7 +4,8 @@ transforms and the reference the DALI pipeline is checked against.
 Eval follows torchvision / timm exactly: ``Resize(floor(size / crop_pct))`` on the shorter side
 (long side ``int(s * long / short)``), ``CenterCrop(size)`` (offset ``int(round((d) / 2))``).
 Train executes the crop boxes and flips drawn by :mod:`.geometry` (torchvision's
-``RandomResizedCrop`` and a horizontal flip), the same ones the DALI loader executes.
+``RandomResizedCrop`` and a horizontal flip) and the augmentation layers decided by
+:mod:`.augment`, the same ones the DALI loader executes, with the Pillow operations timm uses.
 """
 
 from __future__ import annotations
@@ -12,8 +13,9 @@ from __future__ import annotations
 import io
 
 import numpy as np
-from PIL import Image
+from PIL import Image, ImageEnhance, ImageFilter, ImageOps
 
+from .augment import AugmentSpec
 from .config import LoaderConfig
 from .geometry import eval_resize
 
@@ -39,10 +41,43 @@ def eval_transform(img: Image.Image, cfg: LoaderConfig) -> np.ndarray:
     return np.asarray(img.crop((left, top, left + cfg.size, top + cfg.size)))
 
 
-def train_transform(img: Image.Image, cfg: LoaderConfig, box: np.ndarray, flip: bool) -> np.ndarray:
-    """The crop ``box`` (left, top, w, h) resized to ``size`` x ``size``, flipped if ``flip``."""
+def _lut(img: Image.Image, table: list[int]) -> Image.Image:
+    return img.point(table * len(img.getbands()))
+
+
+def apply_branch(img: Image.Image, branch: str, args: np.ndarray, spec: AugmentSpec) -> Image.Image:
+    """One augmentation layer in Pillow, as timm's ops run it (``args``: see :mod:`.augment`)."""
+    value = float(args[0])
+    if branch == "affine":  # output -> input map, Pillow's own convention
+        return img.transform(img.size, Image.AFFINE, tuple(float(v) for v in args[:6]),
+                             resample=PIL_FILTERS[spec.interpolation], fillcolor=spec.fill)
+    enhance = {"brightness": ImageEnhance.Brightness, "color": ImageEnhance.Color,
+               "contrast": ImageEnhance.Contrast, "sharpness": ImageEnhance.Sharpness}
+    if branch in enhance:
+        return enhance[branch](img).enhance(value)
+    if branch == "solarize":
+        return _lut(img, [i if i < value else 255 - i for i in range(256)])
+    if branch == "solarize_add":  # timm: add below 128, saturating
+        return _lut(img, [min(255, i + int(value)) if i < 128 else i for i in range(256)])
+    if branch == "posterize":  # value: the bit mask
+        return _lut(img, [i & int(value) for i in range(256)])
+    if branch == "blur":
+        return img.filter(ImageFilter.GaussianBlur(radius=value))
+    ops = {"identity": lambda im: im, "invert": ImageOps.invert, "autocontrast": ImageOps.autocontrast,
+           "equalize": ImageOps.equalize}
+    return ops[branch](img)
+
+
+def train_transform(img: Image.Image, cfg: LoaderConfig, box: np.ndarray, flip: bool, size: int | None = None,
+                    layers: list[tuple[str, np.ndarray]] = (), spec: AugmentSpec | None = None) -> np.ndarray:
+    """The crop ``box`` (left, top, w, h) resized to ``size`` x ``size`` (default ``cfg.size``), the
+    augmentation ``layers`` ((branch, args) pairs) in order, then flipped if ``flip`` (the DALI
+    graph's order; :mod:`.augment` on why it is timm's distribution)."""
+    size = size or cfg.size
     left, top, w, h = (int(v) for v in box)
-    img = img.resize((cfg.size, cfg.size), PIL_FILTERS[cfg.interpolation], box=(left, top, left + w, top + h))
+    img = img.resize((size, size), PIL_FILTERS[cfg.interpolation], box=(left, top, left + w, top + h))
+    for branch, args in layers:
+        img = apply_branch(img, branch, args, spec)
     out = np.asarray(img)
     return out[:, ::-1] if flip else out
 
