@@ -18,6 +18,15 @@ def quiet(_msg: str) -> None:
     pass
 
 
+def converted_fake(tmp_path_factory, name: str, shard_size, splits=None, **fake) -> Path:
+    """A fake ImageNet-1K download in the official layout (``fake``: :func:`make_imagenet1k`'s
+    plan arguments), converted into shards of ``shard_size``; returns the shard folder."""
+    raw, out = tmp_path_factory.mktemp(f"raw-{name}"), tmp_path_factory.mktemp(f"shards-{name}")
+    make_imagenet1k(raw, "official", **fake)
+    convert("imagenet1k", raw, out, workers=2, shard_size=shard_size, splits=splits, progress=False, log=quiet)
+    return out
+
+
 @pytest.fixture(scope="session")
 def fake1k() -> FakeImageNet1k:
     """8 classes x 6 train images + 12 validation images, tiny JPEGs, all the real quirks."""

@@ -34,6 +34,8 @@ from imagenet_pipe.loaders.erasing import box_noise, decide_erasing
 from imagenet_pipe.loaders.plan import EpochPlan
 from imagenet_pipe.loaders.transforms import apply_branch
 
+from .conftest import converted_fake
+
 ROOT = Path(__file__).resolve().parents[1]
 FAST = {"device": "cpu", "num_threads": 2, "num_workers": 0, "size": 64, "batch_size": 8, "return_keys": True,
         "dtype": "float32"}
@@ -45,14 +47,8 @@ RECIPE = {"auto_augment": "rand-m9-mstd0.5-inc1", "color_jitter": 0.4, "force_co
 @pytest.fixture(scope="module")
 def real_shards(tmp_path_factory) -> Path:
     """96 training crops of real photographs (and 16 validation images), shards of 16."""
-    from imagenet_pipe.conversion import convert
-    from imagenet_pipe.fakes.imagenet1k import make_imagenet1k
-
-    raw, out = tmp_path_factory.mktemp("raw-real"), tmp_path_factory.mktemp("shards-real")
-    make_imagenet1k(raw, "official", num_classes=8, train_per_class=12, val_images=16, style="real", seed=3)
-    convert("imagenet1k", raw, out, workers=2, shard_size={"train": 16, "validation": 16}, progress=False,
-            log=lambda _: None)
-    return out
+    return converted_fake(tmp_path_factory, "real", {"train": 16, "validation": 16}, num_classes=8,
+                          train_per_class=12, val_images=16, style="real", seed=3)
 
 
 def loader(root, backend="dali", **kw):
@@ -259,14 +255,8 @@ def test_repeated_augmentation_gives_each_copy_its_own_pixels(real_shards):
 @pytest.fixture(scope="module")
 def object_shards(tmp_path_factory) -> Path:
     """160 crops of photos whose subject is an ImageNet class, labelled with it (a learnable split)."""
-    from imagenet_pipe.conversion import convert
-    from imagenet_pipe.fakes.imagenet1k import make_imagenet1k
-
-    raw, out = tmp_path_factory.mktemp("raw-objects"), tmp_path_factory.mktemp("shards-objects")
-    make_imagenet1k(raw, "official", num_classes=6, train_per_class=2, val_images=160, style="objects", seed=5)
-    convert("imagenet1k", raw, out, workers=2, shard_size={"train": 16, "validation": 40}, progress=False,
-            log=lambda _: None)
-    return out
+    return converted_fake(tmp_path_factory, "objects", {"train": 16, "validation": 40}, num_classes=6,
+                          train_per_class=2, val_images=160, style="objects", seed=5)
 
 
 def train_losses(shards: Path, preset: str, log: Path) -> list[float]:

@@ -12,6 +12,8 @@ import torch
 from imagenet_pipe.loaders import DistInfo, LoaderConfig, LoaderConfigError, build_loader
 from imagenet_pipe.loaders.plan import EpochPlan, PlanArgs, training_order
 
+from .conftest import converted_fake
+
 BACKENDS = ["dali", "baseline"]
 # small outputs keep the many passes cheap; the geometry is still the preset's
 FAST = {"device": "cpu", "num_threads": 2, "num_workers": 0, "size": 32, "dtype": "uint8", "return_keys": True}
@@ -20,14 +22,8 @@ FAST = {"device": "cpu", "num_threads": 2, "num_workers": 0, "size": 32, "dtype"
 @pytest.fixture(scope="session")
 def shards_287(tmp_path_factory):
     """287 training samples (one of 288 quarantined) in shards of 23-24: nothing divides evenly."""
-    from imagenet_pipe.conversion import convert
-    from imagenet_pipe.fakes.imagenet1k import make_imagenet1k
-
-    raw, out = tmp_path_factory.mktemp("raw287"), tmp_path_factory.mktemp("shards287")
-    make_imagenet1k(raw, "official", num_classes=8, train_per_class=36, val_images=30, style="small", seed=3)
-    convert("imagenet1k", raw, out, workers=2, shard_size={"train": 25, "validation": 25}, progress=False,
-            log=lambda _: None)
-    return out
+    return converted_fake(tmp_path_factory, "287", {"train": 25, "validation": 25}, num_classes=8,
+                          train_per_class=36, val_images=30, style="small", seed=3)
 
 
 def loader(root, world=1, rank=0, backend="dali", **kw):

@@ -13,6 +13,8 @@ import webdataset as wds
 from imagenet_pipe.loaders import DistInfo, build_loader
 from imagenet_pipe.loaders.reader import parse_label
 
+from .conftest import converted_fake
+
 CPU = {"device": "cpu", "num_threads": 2, "num_workers": 2}
 
 
@@ -132,15 +134,8 @@ def test_labels_must_be_decimal_integers_in_range():
 @pytest.fixture(scope="module")
 def photo_shards(tmp_path_factory):
     """Validation shards of 200 crops of real photos whose subject is an ImageNet class."""
-    from imagenet_pipe.conversion import convert
-    from imagenet_pipe.fakes.imagenet1k import make_imagenet1k
-
-    raw, out = tmp_path_factory.mktemp("photos-raw"), tmp_path_factory.mktemp("photos")
-    make_imagenet1k(raw, "official", num_classes=6, train_per_class=2, val_images=200, style="objects", seed=5,
-                    quirks=False)
-    convert("imagenet1k", raw, out, workers=2, shard_size=50, splits=["validation"], progress=False,
-            log=lambda _: None)
-    return out
+    return converted_fake(tmp_path_factory, "photos", 50, splits=["validation"], num_classes=6, train_per_class=2,
+                          val_images=200, style="objects", seed=5, quirks=False)
 
 
 def _images_by_key(loader) -> dict[str, torch.Tensor]:
