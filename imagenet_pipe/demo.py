@@ -26,8 +26,9 @@ def run_demo(out: Path, workers: int | None = None, device: str = "auto", scale:
     _step(f"1/5 fake ImageNet-1K download (official layout) in {raw}")
     if not (raw / "ILSVRC2012_img_train.tar").exists():
         t = time.perf_counter()
-        fake = make_imagenet1k(raw, "official", num_classes=max(6, round(10 * scale)),
-                               train_per_class=max(4, round(24 * scale)), val_images=max(10, round(60 * scale)))
+        # at scale 1, enough training images (1,600) for the profiler's steady-state windows at batch 64
+        fake = make_imagenet1k(raw, "official", num_classes=max(6, round(20 * scale)),
+                               train_per_class=max(4, round(80 * scale)), val_images=max(10, round(100 * scale)))
         print(f"{len(fake.samples)} images written in {time.perf_counter() - t:.1f} s")
     for f in sorted(raw.iterdir()):
         print(f"  {f.name:40s} {f.stat().st_size / 1e6:8.1f} MB")
@@ -64,7 +65,8 @@ def run_demo(out: Path, workers: int | None = None, device: str = "auto", scale:
     _step(f"5/5 profile: images/s per stage, DALI vs baseline -> {bench}")
     from .bench import BenchOptions, run_bench
 
-    result = run_bench(shards, BenchOptions(presets=("train-224",), device=device, out_dir=bench).quick())
+    options = BenchOptions(presets=("train-224",), device=device, batch_size=64, out_dir=bench).quick()
+    result = run_bench(shards, options)
     written = ", ".join(Path(v).name for k, v in result["outputs"].items() if k != "png_skipped")
     if result["errors"]:
         print(f"\n{len(result['errors'])} profiler stage(s) failed (listed above and in {bench / 'bench.json'})")
