@@ -66,7 +66,7 @@ class RunSettings:
 
 
 def convert(dataset: str, source: Path | str, out: Path | str, *, workers: int | None = None,
-            executor: str | Executor = "local", overwrite: bool = False,
+            executor: str | Executor = "local", ray_address: str | None = None, overwrite: bool = False,
             progress: bool = True, keep_work: bool = False, strict: bool = False, allow_empty_splits: bool = False,
             log: Callable[[str], None] | None = None, sink: ShardSink | None = None, **options: Any) -> dict[str, Any]:
     """Convert a raw download in ``source`` into shards in ``out``; returns the manifest.
@@ -78,11 +78,12 @@ def convert(dataset: str, source: Path | str, out: Path | str, *, workers: int |
     ``allow_empty_splits``: write the other splits when every sample of one is quarantined.
     ``sink``: each finished shard is handed to it (and leaves ``out``); on a rerun, shards the
     sink holds are not written again. ``executor``: where the tasks run, ``"local"`` processes
-    (``workers`` of them, default one per CPU) or an :class:`~.workers.Executor`; the output
-    bytes are the same.
+    (``workers`` of them, default one per CPU) or ``"ray"``, the Ray cluster at ``ray_address``
+    (``workers`` tasks at a time, default the cluster's CPUs; source and ``out`` at the same path
+    on every node), or an :class:`~.workers.Executor`; the output bytes are the same.
     """
     log = log or _to_stderr
-    with make_executor(executor, workers=workers) as chosen:
+    with make_executor(executor, workers=workers, address=ray_address, log=log) as chosen:
         settings = RunSettings(chosen, progress, log, strict, allow_empty_splits, keep_work, sink)
         return _convert(dataset, Path(source), Path(out).absolute(), overwrite, settings, options)
 
