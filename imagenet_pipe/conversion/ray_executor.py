@@ -58,8 +58,14 @@ class RayExecutor(Executor):
             return
         if not ray.is_initialized():  # else the caller's own connection is used as it is
             knobs = {k: v for k, v in os.environ.items() if k.startswith(KNOBS)}
-            ray.init(address=self.address, include_dashboard=False, logging_level=logging.WARNING,
-                     runtime_env={"env_vars": knobs} if knobs else None)
+            try:
+                ray.init(address=self.address, include_dashboard=False, logging_level=logging.WARNING,
+                         runtime_env={"env_vars": knobs} if knobs else None)
+            except (ConnectionError, ray.exceptions.RayError) as e:
+                # Ray's reason (e.g. a missing auth token) ends the message of the error behind its own
+                reasons = [str(x).strip().splitlines()[-1] for x in (e, e.__cause__ or e.__context__) if x and str(x)]
+                where = f" at {self.address}" if self.address else ""
+                raise ConvertError(f"cannot connect to the Ray cluster{where}: {'; '.join(reasons)}") from e
             self.owned = True
         self.connected = True
         nodes = [n for n in ray.nodes() if n.get("Alive")]
