@@ -17,9 +17,9 @@ conversion. Then, with the page cache warm:
   are checked against the local run's.
 
 Projection for the real fall11 (14,197,122 images, 1.31 TB) on 64 cores, storage assumed not to
-limit (the read bandwidth it would need is printed): the scan at the measured per-worker listing
-rate x 64, or the merge's rate if that is lower; inspect + write at the measured per-worker rate
-x 64.
+limit (the read bandwidth it would need is printed): the scan at the measured per-worker rate x
+64, or at the rate of its share that stays in one process (this process's CPU seconds with the
+most workers) if that is lower; inspect + write at the measured per-worker rate x 64.
 
     python tools/bench_convert21k.py                                  # 4,000 images, workers 1 and 2
     python tools/bench_convert21k.py --images 100000 --classes 1000 --style small --workers "" \\
@@ -114,11 +114,12 @@ def time_scan(root: Path, work: Path, executor: LocalExecutor) -> tuple[float, f
     scan(opts, work, "imagenet21k", executor=executor, log=lambda _msg: None)
     wall, after = time.perf_counter() - start, os.times()
     return (wall, after.user + after.system - before.user - before.system,
-            after.children_user + after.children_system - before.children_user - before.children_system)
+            max(0.0, after.children_user + after.children_system - before.children_user - before.children_system))
 
 
 def bench_scan(base: Path, images: int, workers: list[int], repeats: int) -> tuple[dict[int, float], float]:
-    """Median scan seconds per worker count, and the merge's seconds (listings done beforehand)."""
+    """Median scan seconds per worker count, and the median CPU seconds of this process with the
+    most workers (the share that does not spread over workers: receiving and merging listings)."""
     recorder = Recorder(1)
     time_scan(base / "raw", base / "scan-work", recorder)  # also warms the page cache
     runs: dict[int, list[tuple[float, float, float]]] = {w: [] for w in workers}
@@ -137,7 +138,7 @@ def bench_scan(base: Path, images: int, workers: list[int], repeats: int) -> tup
     if len(workers) > 1:
         w1, w2 = min(workers), max(workers)
         print(f"  speed-up {w1} -> {w2} workers: {medians[w1] / medians[w2]:.2f}x")
-    return medians, statistics.median(merge)
+    return medians, statistics.median(main for _, main, _ in runs[max(workers)])
 
 
 def run_convert(base: Path, out: Path, workers: int, shard_size: int, **how: Any) -> tuple[dict[str, float], dict]:
@@ -198,15 +199,16 @@ def fmt_duration(seconds: float) -> str:
     return f"{h}h{m:02d}m{s:02d}s" if h else f"{m}m{s:02d}s"
 
 
-def project(images: int, scan_s: dict[int, float], merge_s: float, per_worker: float | None, mean_kib: float) -> None:
+def project(images: int, scan_s: dict[int, float], main_cpu_s: float, per_worker: float | None,
+            mean_kib: float) -> None:
     print(f"projection, fall11 ({FALL11_IMAGES:,} images, 1.31 TB) on {TARGET_CORES} cores:")
     if scan_s:
         w = max(scan_s)
-        listing_rate = images / scan_s[w] / w
-        rate = min(listing_rate * TARGET_CORES, images / merge_s)
-        print(f"  scan {fmt_duration(FALL11_IMAGES / rate)}: {min(listing_rate * TARGET_CORES, 1e12):,.0f} images/s "
-              f"listed ({listing_rate:,.0f}/worker x {TARGET_CORES}, linear), capped by the merge's "
-              f"{images / merge_s:,.0f} images/s")
+        listed = images / scan_s[w] / w * TARGET_CORES
+        rate = min(listed, images / main_cpu_s)
+        print(f"  scan {fmt_duration(FALL11_IMAGES / rate)}: the listing at {listed:,.0f} images/s ({w}-worker rate "
+              f"per worker x {TARGET_CORES}, linear), capped by this process's share at {images / main_cpu_s:,.0f} "
+              f"images/s (its CPU seconds with {w} workers: receiving and merging the listings, the catalog)")
     if per_worker:
         parallel = FALL11_IMAGES / (per_worker * TARGET_CORES)
         bandwidth = FALL11_BYTES / FALL11_IMAGES * per_worker * TARGET_CORES
@@ -244,9 +246,9 @@ def main() -> None:
               f"{time.perf_counter() - t0:.1f} s")
         print(f"machine: {os.cpu_count()} CPUs, load average {os.getloadavg()[0]:.1f} at the start; default hygiene "
               "(check=decode: every image decoded at 1/8 scale)")
-        scan_s, merge_s = bench_scan(base, images, scan_workers, args.repeats) if scan_workers else ({}, 0.0)
+        scan_s, main_cpu_s = bench_scan(base, images, scan_workers, args.repeats) if scan_workers else ({}, 0.0)
         per_worker = bench_convert(base, images, args, workers) if workers or args.ray else None
-        project(images, scan_s, merge_s, per_worker, mean_kib)
+        project(images, scan_s, main_cpu_s, per_worker, mean_kib)
         print(f"load average at the end: {os.getloadavg()[0]:.1f}")
     finally:
         if args.dir is None:
