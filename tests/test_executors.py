@@ -53,3 +53,13 @@ def test_executor_options_are_checked():
         make_executor("spark")
     with pytest.raises(OptionsError, match="applies to the ray executor only"):
         make_executor("local", address="127.0.0.1:6379")
+
+
+def test_local_workers_are_not_forked_from_a_process_that_loaded_ray():
+    """A fork of a process holding Ray's gRPC threads can hang on a lock one of them held (it did,
+    in this suite, before the Ray cluster moved into a process of its own)."""
+    code = ("from imagenet_pipe.conversion.workers import default_start_method as d\n"
+            "before = d()\nimport ray\nprint(before, d())")
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120, cwd=ROOT)
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.split() == ["fork", "forkserver"]

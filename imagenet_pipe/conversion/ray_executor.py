@@ -45,8 +45,6 @@ class RayExecutor(Executor):
     else the cluster ``ray start`` made on this machine, else a Ray started here for this run).
     Connects on the first map, so a conversion with nothing left to do never starts Ray."""
 
-    kind = "ray"
-
     def __init__(self, address: str | None = None, workers: int | None = None,
                  log: Callable[[str], None] = print) -> None:
         self.address, self.requested, self.log = address, workers, log

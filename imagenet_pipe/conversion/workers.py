@@ -6,9 +6,10 @@ A :class:`PhaseTask` carries everything its workers need. :class:`LocalExecutor`
 runs it in a process pool whose initializer hands each worker the task, so a phase works under
 any start method: with ``fork`` (the default where there is one) the workers share the parent's
 catalog copy-on-write, which matters for ImageNet-21K's 14 M entries; with ``spawn`` or
-``forkserver`` each worker gets a pickled copy. The Ray executor (:mod:`.ray_executor`) runs the
-same tasks on a cluster. A task opens its reader in :meth:`PhaseTask.start`, in the process that
-reads, because zip handles carry a file position and must not be shared across processes.
+``forkserver`` (the default in a process that has loaded Ray) each worker gets a pickled copy.
+The Ray executor (:mod:`.ray_executor`) runs the same tasks on a cluster. A task opens its reader
+in :meth:`PhaseTask.start`, in the process that reads, because zip handles carry a file position
+and must not be shared across processes.
 
 An executor only decides where tasks run: results are the same whichever runs them, and a phase
 that takes them unordered stores them by item (inspection chunks, shard records), so the output
@@ -35,7 +36,6 @@ from tqdm import tqdm
 from ..sources.archive import KIND_FILE, ByteReader, Containers
 from .catalog import Catalog
 
-DEFAULT_START_METHOD = "fork" if "fork" in mp.get_all_start_methods() else "spawn"
 # testing knob: slow every raw read down so that tests can kill a conversion part-way (DEVELOPERS.md)
 SLOW_READ_S = float(os.environ.get("IMAGENET_PIPE_SLOW_READ_S", "0"))
 
@@ -116,7 +116,6 @@ class Executor(ABC):
     """Where a phase's tasks run. :meth:`map` gives ``task(item)`` for every item, in item order
     with ``ordered``, else as tasks finish; the results are the same either way."""
 
-    kind = "executor"
     workers = 1  # tasks at a time
 
     @abstractmethod
@@ -142,8 +141,6 @@ class LocalExecutor(Executor):
     """Processes on this machine: ``workers`` pool processes started with ``start_method``; in
     this process itself for one worker or one item."""
 
-    kind = "local"
-
     def __init__(self, workers: int = 1, start_method: str | None = None) -> None:
         self.workers, self.start_method = max(1, workers), start_method
 
@@ -156,10 +153,20 @@ class LocalExecutor(Executor):
             finally:
                 task.stop()
             return
-        context = mp.get_context(self.start_method or DEFAULT_START_METHOD)
+        context = mp.get_context(self.start_method or default_start_method())
         with context.Pool(self.workers, initializer=_start_worker, initargs=(task,)) as pool:
             run = pool.imap if ordered else pool.imap_unordered
             yield from run(_run_in_worker, items, chunksize=1)
+
+
+def default_start_method() -> str:
+    """``fork`` where there is one (workers share the catalog copy-on-write), except in a process
+    that has loaded Ray: its gRPC threads must not be inherited by a forked child, which can hang
+    on a lock one of them held; then ``forkserver`` (a clean server process forks the workers)."""
+    methods = mp.get_all_start_methods()
+    if "fork" in methods and "ray" not in sys.modules:
+        return "fork"
+    return "forkserver" if "forkserver" in methods else "spawn"
 
 
 _worker_task: PhaseTask | None = None  # in a pool worker: its task, set by the initializer
