@@ -1,11 +1,13 @@
 """``convert --executor ray`` on a real local Ray cluster: a head node without CPUs and two worker
-nodes (``ray.cluster_utils.Cluster``: each node its own raylet and worker processes, sharing this
-machine's file system as cluster nodes share a network file system). The driver is the command
-line in a subprocess, as a user runs it. The shards are byte-identical to a local run's; a worker
-node killed mid-run loses nothing (Ray reruns its tasks elsewhere); a killed driver resumes."""
+nodes (``tests/ray_cluster.py``, in a process of its own: each node its own raylet and worker
+processes, sharing this machine's file system as cluster nodes share a network file system). The
+driver is the command line in a subprocess, as a user runs it. The shards are byte-identical to a
+local run's; a damaged archive stops both with the same one-line error; a worker node killed
+mid-task loses nothing (Ray reruns its tasks elsewhere); a killed driver resumes."""
 
 from __future__ import annotations
 
+import json
 import os
 import signal
 import subprocess
@@ -15,6 +17,7 @@ from pathlib import Path
 
 import pytest
 
+from imagenet_pipe.fakes import damage
 from imagenet_pipe.fakes.imagenet1k import make_imagenet1k, plan
 from imagenet_pipe.fakes.imagenet21k import make_imagenet21k
 from imagenet_pipe.fakes.imagenet21k import plan as plan21k
@@ -25,28 +28,43 @@ pytestmark = pytest.mark.slow  # a cluster starts in about 5 s; each driver conn
 
 # every address of the cluster on the loopback interface: Ray's own switch for single-machine use
 LOOPBACK = {"RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER": "0"}
-# a node that stops answering is declared dead within about 2 s (Ray's default: about 15 s)
-FAST_FAILURE_DETECTION = {"health_check_initial_delay_ms": 0, "health_check_period_ms": 500,
-                          "health_check_timeout_ms": 500, "health_check_failure_threshold": 3}
+
+
+class RayCluster:
+    """``tests/ray_cluster.py`` running: its address and its worker nodes' raylet process ids."""
+
+    def __init__(self) -> None:
+        self.proc = subprocess.Popen([sys.executable, str(Path(__file__).with_name("ray_cluster.py"))],
+                                     env={**os.environ, **LOOPBACK}, stdin=subprocess.PIPE, stdout=subprocess.PIPE,
+                                     text=True, start_new_session=True)
+        self.read()
+
+    def read(self) -> None:
+        line = self.proc.stdout.readline()
+        assert line, "the Ray cluster process ended"
+        state = json.loads(line)
+        self.address, self.raylets = state["address"], state["raylets"]
+
+    def send(self, command: str) -> None:
+        self.proc.stdin.write(command + "\n")
+        self.proc.stdin.flush()
+        self.read()
+
+    def close(self) -> None:
+        try:
+            self.proc.communicate("quit\n", timeout=60)
+        except subprocess.TimeoutExpired:
+            os.killpg(self.proc.pid, signal.SIGKILL)
+            self.proc.wait()
 
 
 @pytest.fixture(scope="module")
 def cluster():
-    from ray.cluster_utils import Cluster
-
-    saved = {k: os.environ.get(k) for k in LOOPBACK}
-    os.environ.update(LOOPBACK)  # the nodes, and the drivers started below, inherit it
-    cluster = Cluster(initialize_head=True, head_node_args={
-        "num_cpus": 0, "include_dashboard": False, "_system_config": FAST_FAILURE_DETECTION})
+    cluster = RayCluster()
     try:
-        for _ in range(2):
-            cluster.add_node(num_cpus=1)
-        cluster.wait_for_nodes()
         yield cluster
     finally:
-        cluster.shutdown()
-        for k, v in saved.items():
-            os.environ.pop(k) if v is None else os.environ.update({k: v})
+        cluster.close()
 
 
 @pytest.fixture(scope="module")
@@ -65,11 +83,11 @@ def reference(tmp_path_factory, raw) -> dict[str, bytes]:
     return files(out)
 
 
-def local(dataset: str, src: Path, out: Path) -> None:
-    """The same conversion with the local executor, 2 processes. In a process of its own: this one
-    holds the cluster's gRPC threads, which a forked pool worker must not inherit."""
-    subprocess.run([sys.executable, "-m", "imagenet_pipe", "convert", dataset, str(src), "--out", str(out),
-                    "--shard-size", "10", "--workers", "2", "--quiet"], check=True, capture_output=True, timeout=120)
+def local(dataset: str, src: Path, out: Path, check: bool = True) -> subprocess.CompletedProcess:
+    """The same conversion with the local executor, 2 processes, through the command line."""
+    return subprocess.run([sys.executable, "-m", "imagenet_pipe", "convert", dataset, str(src), "--out", str(out),
+                           "--shard-size", "10", "--workers", "2", "--quiet"], check=check, capture_output=True,
+                          text=True, timeout=120)
 
 
 def files(out: Path) -> dict[str, bytes]:
@@ -78,7 +96,7 @@ def files(out: Path) -> dict[str, bytes]:
 
 def driver(cluster, dataset: str, src: Path, out: Path, slow: float = 0) -> subprocess.Popen:
     """``imagenet-pipe convert ... --executor ray --ray-address <cluster>`` in a new process group."""
-    env = {**os.environ, "IMAGENET_PIPE_SLOW_READ_S": str(slow)}  # passed on to the Ray workers
+    env = {**os.environ, **LOOPBACK, "IMAGENET_PIPE_SLOW_READ_S": str(slow)}  # passed on to the Ray workers
     cmd = [sys.executable, "-m", "imagenet_pipe", "convert", dataset, str(src), "--out", str(out), "--shard-size",
            "10", "--executor", "ray", "--ray-address", cluster.address, "--quiet"]
     return subprocess.Popen(cmd, env=env, start_new_session=True, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
@@ -127,18 +145,54 @@ def test_ray_converts_21k_to_the_bytes_of_a_local_run(cluster, tmp_path):
     assert "scan: 9 task(s) ran on 2 Ray node(s)" in log
 
 
-def writing_node(cluster, files: list[Path]):
-    """The worker node one of whose processes is writing one of ``files`` (temporary files, whose
-    names end with the writer's process id; its parent is the node's raylet), or None."""
-    raylets = {node.all_processes["raylet"][0].process.pid: node for node in cluster.worker_nodes}
+def test_a_damaged_class_tar_stops_a_ray_run_with_the_local_one_line_error(cluster, tmp_path):
+    src = tmp_path / "raw"
+    make_imagenet1k(src, "official", fake=plan(num_classes=8, train_per_class=4, val_images=8, style="small"))
+    train = src / "ILSVRC2012_img_train.tar"
+    order = [name for name, _ in damage.read_members(train)]
+    damage.edit_member(train, order[2], lambda tar: damage.break_header_checksum(tar, 1))
+    damage.edit_member(train, order[5], lambda tar: damage.cut_in_data(tar, 1))
+    want = local("imagenet1k", src, tmp_path / "local", check=False)
+    proc = driver(cluster, "imagenet1k", src, tmp_path / "ray")
+    _, err = proc.communicate(timeout=120)
+    assert want.returncode == proc.returncode == 2
+    assert err.strip().splitlines()[-1] == want.stderr.strip().splitlines()[-1]  # the first damage in archive order
+    assert f"ILSVRC2012_img_train.tar/{order[2]}: damaged tar header" in want.stderr
+
+
+# a program that manages its own Ray connection: the executor uses it as it is, and local workers
+# convert after it (started by a fork server: a fork of a process holding Ray's gRPC threads can hang)
+RAY_THEN_LOCAL = """
+import sys
+import ray
+from imagenet_pipe.conversion import convert
+src, out, address = sys.argv[1:]
+ray.init(address=address)
+for name, how in (("ray", {"executor": "ray"}), ("local", {"workers": 2})):
+    convert("imagenet1k", src, f"{out}/{name}", shard_size=10, progress=False, log=lambda _: None, **how)
+"""
+
+
+def test_a_program_connected_to_ray_converts_with_local_workers_too(cluster, raw, reference, tmp_path):
+    done = subprocess.run([sys.executable, "-c", RAY_THEN_LOCAL, str(raw), str(tmp_path), cluster.address],
+                          env={**os.environ, **LOOPBACK}, capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0, done.stderr
+    assert_complete(tmp_path / "ray", reference)
+    assert_complete(tmp_path / "local", reference)
+
+
+def writing_node(cluster: RayCluster, files: list[Path]) -> int | None:
+    """The raylet process id of the worker node one of whose processes is writing one of ``files``
+    (temporary files, whose names end with the writer's process id; its parent is the node's
+    raylet), or None."""
     for partial in files:
         try:
             stat = Path(f"/proc/{partial.name.rsplit('-', 1)[1]}/stat").read_text()
         except (FileNotFoundError, ValueError):
             continue
         parent = int(stat.rsplit(")", 1)[1].split()[1])
-        if parent in raylets:
-            return raylets[parent]
+        if parent in cluster.raylets:
+            return parent
     return None
 
 
@@ -150,15 +204,19 @@ UNFINISHED = {"inspect": f"{WORK_DIR}/inspect/*.fix.partial-*", "write": "*.tar.
 def test_a_worker_node_killed_mid_task_loses_nothing(cluster, raw, reference, tmp_path, phase):
     out = tmp_path / "out"
     proc = driver(cluster, "imagenet1k", raw, out, slow=0.01)
-    wait_for(proc, lambda: writing_node(cluster, list(out.glob(UNFINISHED[phase]))) is not None)
-    victim = writing_node(cluster, list(out.glob(UNFINISHED[phase])))
-    cluster.remove_node(victim, allow_graceful=False)  # SIGKILL: its raylet and its workers, mid-task
+    victim: list[int | None] = [None]
+
+    def found() -> bool:
+        victim[0] = writing_node(cluster, list(out.glob(UNFINISHED[phase])))
+        return victim[0] is not None
+
+    wait_for(proc, found)
+    cluster.send(f"kill {victim[0]}")  # SIGKILL: its raylet and its workers, while one of them writes
     try:
-        assert list(out.glob(UNFINISHED[phase]))  # what its task was writing, left unfinished
+        assert victim[0] not in cluster.raylets and len(cluster.raylets) == 1
         log = finish(proc)  # Ray reruns the lost task on the other node
     finally:
-        cluster.add_node(num_cpus=1)
-        cluster.wait_for_nodes()
+        cluster.send("add")
     assert_complete(out, reference)
     assert "write: 32 task(s) ran on" in log
 
