@@ -15,7 +15,7 @@ from imagenet_pipe.conversion import resolve_options
 from imagenet_pipe.conversion.inspection import Inspection, inspect, inspect_sample
 from imagenet_pipe.conversion.plan import plan_shards
 from imagenet_pipe.conversion.scan import scan
-from imagenet_pipe.conversion.workers import PhaseTask, SampleReader, run_parallel
+from imagenet_pipe.conversion.workers import LocalExecutor, PhaseTask, SampleReader
 from imagenet_pipe.conversion.write import WriteTask, write_shards
 from imagenet_pipe.format import iter_samples, shard_pattern
 
@@ -32,9 +32,9 @@ START_METHODS = [m for m in ("fork", "spawn", "forkserver") if m in mp.get_all_s
 
 @pytest.mark.parametrize("start_method", START_METHODS)
 def test_tasks_run_in_pool_workers_under_every_start_method(start_method):
-    pids = set(run_parallel(ProcessId(), range(8), 2, start_method))
+    pids = set(LocalExecutor(2, start_method).map(ProcessId(), range(8)))
     assert os.getpid() not in pids and 1 <= len(pids) <= 2
-    assert set(run_parallel(ProcessId(), range(8), 1)) == {os.getpid()}
+    assert set(LocalExecutor(1).map(ProcessId(), range(8))) == {os.getpid()}
 
 
 def _phases(src, out, workers: int, start_method: str | None):
@@ -42,12 +42,12 @@ def _phases(src, out, workers: int, start_method: str | None):
     opts = resolve_options("imagenet1k", src, shard_size=8)
     work = out / "work"
     work.mkdir(parents=True)
-    catalog, scanned = scan(opts, work, "imagenet1k", log=quiet)
-    found = inspect(catalog, opts.hygiene, work, workers=workers, log=quiet, start_method=start_method, chunk=16)
+    executor = LocalExecutor(workers, start_method)
+    catalog, scanned = scan(opts, work, "imagenet1k", executor=executor, log=quiet)
+    found = inspect(catalog, opts.hygiene, work, executor=executor, log=quiet, chunk=16)
     plan = plan_shards(catalog, found, opts, "imagenet1k", log=quiet)
     task = WriteTask(catalog, found, ClassTable.load(scanned.class_list).wnids, out, work / "shards")
-    records = write_shards(plan, task, shard_pattern("imagenet1k", opts.splits), workers=workers, log=quiet,
-                           start_method=start_method)
+    records = write_shards(plan, task, shard_pattern("imagenet1k", opts.splits), executor=executor, log=quiet)
     return catalog, found, plan, records
 
 

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import argparse
-import os
 from pathlib import Path
 
 from ..errors import OptionsError
@@ -20,7 +19,13 @@ def add_parser(new_parser: NewParser) -> argparse.ArgumentParser:
     c.add_argument("--staging", help="with --out s3://...: local folder for the converter's state and the shards "
                    "not yet uploaded, in a subfolder per URL (default: ~/.cache/imagenet-pipe/staging)")
     c.add_argument("--splits", type=csv_list, help="comma-separated splits (default: all the dataset has)")
-    c.add_argument("--workers", type=int, default=os.cpu_count(), help="processes (output is identical for any value)")
+    c.add_argument("--workers", type=int, help="processes (default: one per CPU); with --executor ray, tasks at a "
+                   "time (default: the cluster's CPUs). The output is identical for any value")
+    c.add_argument("--executor", choices=("local", "ray"), default="local",
+                   help="where the tasks run: local processes (default), or the nodes of a Ray cluster (needs "
+                   "imagenet-pipe[ray]; source and --out at the same path on every node); the output is identical")
+    c.add_argument("--ray-address", help="with --executor ray: the cluster (head:port; default: RAY_ADDRESS, else the "
+                   "cluster `ray start` made on this machine, else a Ray started for this run)")
     c.add_argument("--seed", type=int, default=0, help="shuffle seed")
     size = c.add_mutually_exclusive_group()
     size.add_argument("--shard-size", type=split_sizes,
@@ -64,7 +69,8 @@ def run(args: argparse.Namespace) -> int:
     converter, target = convert, {"out": out}
     if is_s3_url(out):  # staged locally, each shard uploaded as it is written
         converter, target = convert_to_bucket, {"url": out, "staging": args.staging}
-    converter(args.dataset, args.source, **target, workers=args.workers, overwrite=args.overwrite,
+    converter(args.dataset, args.source, **target, workers=args.workers, executor=args.executor,
+              ray_address=args.ray_address, overwrite=args.overwrite,
               progress=not args.quiet, keep_work=args.keep_work, strict=args.strict,
               allow_empty_splits=args.allow_empty_splits, splits=args.splits, seed=args.seed,
               shard_size=args.shard_size, num_shards=args.num_shards, layout=args.layout,

@@ -22,7 +22,7 @@ from ..sources.archive import TooLarge
 from .catalog import Catalog
 from .hygiene import BadImage, HygienePolicy, clean
 from .options import ConvertError
-from .workers import PhaseTask, SampleReader, Throughput, run_parallel
+from .workers import Executor, LocalExecutor, PhaseTask, SampleReader, Throughput, partial_suffix
 
 CHUNK = 256  # samples per inspection task
 OK, QUARANTINED = 1, 2  # status codes; 0: not inspected
@@ -124,7 +124,7 @@ class ChunkRecord:
             self.notes[j] = json.dumps(inspection.actions)
 
     def save(self, path: Path) -> None:
-        tmp = path.with_name(f"{path.stem}.partial-{os.getpid()}.npz")
+        tmp = path.with_name(f"{path.stem}{partial_suffix()}.npz")
         np.savez(tmp, idx=self.rows, status=self.status, width=self.width, height=self.height, fix_off=self.fix_off,
                  fix_size=self.fix_size, notes=np.frombuffer(json.dumps(self.notes).encode(), np.uint8),
                  flags=np.frombuffer(json.dumps(self.flags).encode(), np.uint8))
@@ -139,6 +139,8 @@ class ChunkRecord:
 class InspectTask(PhaseTask[int, tuple[int, int]]):
     """Inspects one chunk of the catalog and stores its results; returns (samples, bytes read)."""
 
+    name = "inspect"
+
     def __init__(self, catalog: Catalog, chunks: list[np.ndarray], policy: HygienePolicy, folder: Path) -> None:
         self.catalog, self.chunks, self.policy, self.folder = catalog, chunks, policy, folder
 
@@ -149,7 +151,7 @@ class InspectTask(PhaseTask[int, tuple[int, int]]):
         rows = self.chunks[chunk_id]
         record, nbytes = ChunkRecord(rows), 0
         fix_path = self.folder / f"{chunk_id:06d}.fix"
-        fix_tmp = fix_path.with_name(f"{fix_path.name}.partial-{os.getpid()}")
+        fix_tmp = fix_path.with_name(fix_path.name + partial_suffix())
         with open(fix_tmp, "wb") as fix:
             for j, row in enumerate(rows):
                 inspection, size = inspect_sample(self.reader, int(row), self.policy)
@@ -164,10 +166,10 @@ class InspectTask(PhaseTask[int, tuple[int, int]]):
         return len(rows), nbytes
 
 
-def inspect(catalog: Catalog, policy: HygienePolicy, work: Path, *, workers: int = 1, progress: bool = False,
-            log: Callable[[str], None] = print, start_method: str | None = None, chunk: int = CHUNK) -> Inspections:
+def inspect(catalog: Catalog, policy: HygienePolicy, work: Path, *, executor: Executor | None = None,
+            progress: bool = False, log: Callable[[str], None] = print, chunk: int = CHUNK) -> Inspections:
     """Inspect every catalog sample not inspected yet (results in ``work/inspect``, ``chunk``
-    samples per task); all results."""
+    samples per task, run by ``executor``, default this process); all results."""
     folder = work / "inspect"
     folder.mkdir(exist_ok=True)
     c = catalog.columns
@@ -178,7 +180,7 @@ def inspect(catalog: Catalog, policy: HygienePolicy, work: Path, *, workers: int
         log(f"resuming: {len(chunks) - len(pending)} of {len(chunks)} inspection chunks done")
     task = InspectTask(catalog, chunks, policy, folder)
     with Throughput("inspect", sum(len(chunks[k]) for k in pending), progress) as bar:
-        for samples, nbytes in run_parallel(task, pending, workers, start_method):
+        for samples, nbytes in (executor or LocalExecutor()).map(task, pending):
             bar.advance(samples, nbytes)
     results = Inspections.empty(len(catalog))
     for k in range(len(chunks)):

@@ -26,7 +26,6 @@ timm splits over the same shards that train/evaluate on another int json field, 
 from __future__ import annotations
 
 import json
-import os
 import shutil
 import sys
 import time
@@ -40,6 +39,7 @@ from ..config import load_preset
 from ..files import atomic_write
 from ..format import MANIFEST, TRASH_DIR, WORK_DIR, shard_pattern
 from ..sources import SourceError, source_fingerprint
+from .executors import make_executor
 from .indexes import write_indexes
 from .inspection import inspect
 from .manifest import build_manifest, log_summary
@@ -47,6 +47,7 @@ from .options import ConvertError, ConvertOptions, resolve_options
 from .plan import plan_shards
 from .scan import scan
 from .workdir import discard_work, output_lock, prepare_work, read_previous, remove_previous
+from .workers import Executor
 from .write import WriteTask, write_shards
 from .writer import ShardSink
 
@@ -55,7 +56,7 @@ from .writer import ShardSink
 class RunSettings:
     """How a run goes, as opposed to what it writes (:class:`ConvertOptions`)."""
 
-    workers: int = 1
+    executor: Executor  # where the scan's listings, inspect and write tasks run
     progress: bool = True
     log: Callable[[str], None] = print
     strict: bool = False  # the reader's warnings are errors
@@ -65,9 +66,9 @@ class RunSettings:
 
 
 def convert(dataset: str, source: Path | str, out: Path | str, *, workers: int | None = None,
-            overwrite: bool = False, progress: bool = True, keep_work: bool = False, strict: bool = False,
-            allow_empty_splits: bool = False, log: Callable[[str], None] | None = None, sink: ShardSink | None = None,
-            **options: Any) -> dict[str, Any]:
+            executor: str | Executor = "local", ray_address: str | None = None, overwrite: bool = False,
+            progress: bool = True, keep_work: bool = False, strict: bool = False, allow_empty_splits: bool = False,
+            log: Callable[[str], None] | None = None, sink: ShardSink | None = None, **options: Any) -> dict[str, Any]:
     """Convert a raw download in ``source`` into shards in ``out``; returns the manifest.
 
     ``options`` are those of :func:`resolve_options` (splits, seed, shard_size, num_shards, layout,
@@ -76,13 +77,21 @@ def convert(dataset: str, source: Path | str, out: Path | str, *, workers: int |
     ``strict``: refuse archives with warnings (a tar without its end-of-archive blocks);
     ``allow_empty_splits``: write the other splits when every sample of one is quarantined.
     ``sink``: each finished shard is handed to it (and leaves ``out``); on a rerun, shards the
-    sink holds are not written again.
+    sink holds are not written again. ``executor``: where the tasks run, ``"local"`` processes
+    (``workers`` of them, default one per CPU) or ``"ray"``, the Ray cluster at ``ray_address``
+    (``workers`` tasks at a time, default the cluster's CPUs; source and ``out`` at the same path
+    on every node), or an :class:`~.workers.Executor`; the output bytes are the same.
     """
-    settings = RunSettings(max(1, workers or os.cpu_count() or 1), progress, log or _to_stderr, strict,
-                           allow_empty_splits, keep_work, sink)
-    opts = resolve_options(dataset, Path(source), **options)
+    log = log or _to_stderr
+    with make_executor(executor, workers=workers, address=ray_address, log=log) as chosen:
+        settings = RunSettings(chosen, progress, log, strict, allow_empty_splits, keep_work, sink)
+        return _convert(dataset, Path(source), Path(out).absolute(), overwrite, settings, options)
+
+
+def _convert(dataset: str, source: Path, out: Path, overwrite: bool, settings: RunSettings,
+             options: dict[str, Any]) -> dict[str, Any]:
+    opts = resolve_options(dataset, source, **options)
     preset = load_preset(dataset, "datasets")
-    out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
     work = out / WORK_DIR
     with output_lock(out):
@@ -121,17 +130,18 @@ def _run(opts: ConvertOptions, preset: dict[str, Any], out: Path, files: dict[st
     """The phases, in a prepared work folder; the manifest."""
     work, log, timings = out / WORK_DIR, settings.log, {}
     started = time.perf_counter()
-    catalog, scanned = scan(opts, work, preset["class_list"], strict=settings.strict, progress=settings.progress,
-                            log=log)
+    catalog, scanned = scan(opts, work, preset["class_list"], executor=settings.executor, strict=settings.strict,
+                            progress=settings.progress, log=log)
     classes = ClassTable.load(scanned.class_list)  # the reader may choose it (21K)
     timings["scan"] = time.perf_counter() - started
-    inspections = inspect(catalog, opts.hygiene, work, workers=settings.workers, progress=settings.progress, log=log)
+    inspections = inspect(catalog, opts.hygiene, work, executor=settings.executor, progress=settings.progress,
+                          log=log)
     timings["inspect"] = time.perf_counter() - started - timings["scan"]
     plan = plan_shards(catalog, inspections, opts, preset["prefix"], allow_empty_splits=settings.allow_empty_splits,
                        log=log)
     task = WriteTask(catalog, inspections, classes.wnids, out, work / "shards")
     write_started = time.perf_counter()
-    records = write_shards(plan, task, shard_pattern(preset["prefix"], preset["splits"]), workers=settings.workers,
+    records = write_shards(plan, task, shard_pattern(preset["prefix"], preset["splits"]), executor=settings.executor,
                            sink=settings.sink, progress=settings.progress, log=log)
     timings["write"] = time.perf_counter() - write_started
     manifest = build_manifest(opts=opts, preset=preset, classes=classes, scan=scanned, catalog=catalog,

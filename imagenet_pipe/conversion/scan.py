@@ -1,6 +1,11 @@
 """Scan: the layout's reader lists every sample (label and byte location, no image bytes) into a
 columnar catalog sorted by (split, key), so nothing depends on archive member order. The catalog
-and what the reader noticed (:class:`ScanInfo`) are kept in the work folder for a resumed run."""
+and what the reader noticed (:class:`ScanInfo`) are kept in the work folder for a resumed run.
+
+A reader's independent listing work (each class tar of a tar of tars: ImageNet-1K train, fall11,
+winter21) runs on the executor's workers, and its results are taken in archive order
+(:func:`~imagenet_pipe.sources.base.iter_class_tars`): the catalog is the same for any executor
+and number of workers."""
 
 from __future__ import annotations
 
@@ -18,6 +23,7 @@ from ..sources import open_source
 from ..sources.archive import Containers
 from .catalog import Catalog
 from .options import ConvertError, ConvertOptions
+from .workers import Executor
 
 
 @dataclass(frozen=True)
@@ -36,10 +42,11 @@ class ScanInfo:
                    data["class_list"])
 
 
-def scan(opts: ConvertOptions, work: Path, default_class_list: str, *, strict: bool = False,
-         progress: bool = False, log: Callable[[str], None] = print) -> tuple[Catalog, ScanInfo]:
-    """The catalog of ``opts.source`` (scanned, or as an interrupted run left it in ``work``).
-    ``strict``: the reader's warnings are an error."""
+def scan(opts: ConvertOptions, work: Path, default_class_list: str, *, executor: Executor | None = None,
+         strict: bool = False, progress: bool = False, log: Callable[[str], None] = print) -> tuple[Catalog, ScanInfo]:
+    """The catalog of ``opts.source`` (scanned, or as an interrupted run left it in ``work``); the
+    reader's listing work runs on ``executor`` (default: in this process). ``strict``: the
+    reader's warnings are an error."""
     catalog_path, info_path = work / "catalog.npz", work / "scan.json"
     if catalog_path.exists() and info_path.exists():
         log(f"resuming: catalog of {opts.source} already scanned")
@@ -47,6 +54,8 @@ def scan(opts: ConvertOptions, work: Path, default_class_list: str, *, strict: b
                                                           strict, log)
     src = open_source(opts.dataset, Path(opts.source), work, opts.layout, real_labels=opts.real_labels,
                       **opts.dataset_options)
+    if executor is not None:
+        src.map_in_order = executor.ordered_map
     log(f"scanning {opts.source} ({opts.dataset}, {src.layout} layout) ...")
     containers = Containers()
     entries = src.scan(list(opts.splits), containers)

@@ -1,12 +1,19 @@
-"""How the parallel phases (inspect, write) run: a process pool whose initializer hands each
-worker its task, the sample reader every process opens for itself, and the progress bar.
+"""How the parallel work of a conversion runs (the scan's listings, inspect, write): an
+:class:`Executor` maps a :class:`PhaseTask` over items; the sample reader every process opens
+for itself; the progress bar.
 
-A :class:`PhaseTask` carries everything its workers need. The pool gives it to each worker
-through the initializer, so a phase works under any start method: with ``fork`` (the default
-where there is one) the workers share the parent's catalog copy-on-write, which matters for
-ImageNet-21K's 14 M entries; with ``spawn`` or ``forkserver`` each worker gets a pickled copy.
-A task opens its reader in :meth:`PhaseTask.start`, in the process that reads, because zip
-handles carry a file position and must not be shared across processes.
+A :class:`PhaseTask` carries everything its workers need. :class:`LocalExecutor` (the default)
+runs it in a process pool whose initializer hands each worker the task, so a phase works under
+any start method: with ``fork`` (the default where there is one) the workers share the parent's
+catalog copy-on-write, which matters for ImageNet-21K's 14 M entries; with ``spawn`` or
+``forkserver`` (the default in a process that has loaded Ray) each worker gets a pickled copy.
+The Ray executor (:mod:`.ray_executor`) runs the same tasks on a cluster. A task opens its reader
+in :meth:`PhaseTask.start`, in the process that reads, because zip handles carry a file position
+and must not be shared across processes.
+
+An executor only decides where tasks run: results are the same whichever runs them, and a phase
+that takes them unordered stores them by item (inspection chunks, shard records), so the output
+bytes never depend on the executor, the number of workers or the order in which tasks finish.
 """
 
 from __future__ import annotations
@@ -15,10 +22,11 @@ import ctypes
 import multiprocessing as mp
 import os
 import signal
+import socket
 import sys
 import time
 from abc import ABC, abstractmethod
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
 from typing import Generic, TypeVar
 
@@ -28,7 +36,6 @@ from tqdm import tqdm
 from ..sources.archive import KIND_FILE, ByteReader, Containers
 from .catalog import Catalog
 
-DEFAULT_START_METHOD = "fork" if "fork" in mp.get_all_start_methods() else "spawn"
 # testing knob: slow every raw read down so that tests can kill a conversion part-way (DEVELOPERS.md)
 SLOW_READ_S = float(os.environ.get("IMAGENET_PIPE_SLOW_READ_S", "0"))
 
@@ -65,9 +72,16 @@ class SampleReader:
         self.fixes.close()
 
 
+def partial_suffix() -> str:
+    """The temporary-name suffix of a file this process writes: host and process id, so that two
+    processes never share one, even on different machines of a cluster writing one shared folder."""
+    return f".partial-{socket.gethostname()}-{os.getpid()}"
+
+
 class PhaseTask(ABC, Generic[Item, Result]):
     """The work of one parallel phase: picklable, called once per item in some process."""
 
+    name = "task"  # what the phase is called in messages
     reader: SampleReader | None = None
 
     def start(self) -> None:
@@ -86,20 +100,73 @@ class PhaseTask(ABC, Generic[Item, Result]):
         return {**self.__dict__, "reader": None}
 
 
-def run_parallel(task: PhaseTask[Item, Result], items: Sequence[Item], workers: int,
-                 start_method: str | None = None) -> Iterator[Result]:
-    """``task(item)`` for every item, in completion order: in this process for one worker or one
-    item, else in a pool of ``workers`` processes started with ``start_method``."""
-    if workers == 1 or len(items) <= 1:
-        task.start()
-        try:
-            yield from map(task, items)
-        finally:
-            task.stop()
-        return
-    context = mp.get_context(start_method or DEFAULT_START_METHOD)
-    with context.Pool(workers, initializer=_start_worker, initargs=(task,)) as pool:
-        yield from pool.imap_unordered(_run_in_worker, items, chunksize=1)
+class Call(PhaseTask[Item, Result]):
+    """A plain picklable function as a task (a reader's listing work in the scan)."""
+
+    name = "scan"
+
+    def __init__(self, fn: Callable[[Item], Result]) -> None:
+        self.fn = fn
+
+    def __call__(self, item: Item) -> Result:
+        return self.fn(item)
+
+
+class Executor(ABC):
+    """Where a phase's tasks run. :meth:`map` gives ``task(item)`` for every item, in item order
+    with ``ordered``, else as tasks finish; the results are the same either way."""
+
+    workers = 1  # tasks at a time
+
+    @abstractmethod
+    def map(self, task: PhaseTask[Item, Result], items: Sequence[Item], *, ordered: bool = False
+            ) -> Iterator[Result]:
+        """``task(item)`` for every item (a generator: closing it early stops the work)."""
+
+    def ordered_map(self, fn: Callable[[Item], Result], items: Sequence[Item]) -> Iterator[Result]:
+        """A plain function mapped in item order: a source's ``map_in_order`` (parallel scan)."""
+        return self.map(Call(fn), items, ordered=True)
+
+    def close(self) -> None:  # noqa: B027 (most executors hold nothing between maps)
+        """Release what the executor holds (a cluster connection it made)."""
+
+    def __enter__(self) -> Executor:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+
+class LocalExecutor(Executor):
+    """Processes on this machine: ``workers`` pool processes started with ``start_method``; in
+    this process itself for one worker or one item."""
+
+    def __init__(self, workers: int = 1, start_method: str | None = None) -> None:
+        self.workers, self.start_method = max(1, workers), start_method
+
+    def map(self, task: PhaseTask[Item, Result], items: Sequence[Item], *, ordered: bool = False
+            ) -> Iterator[Result]:
+        if self.workers == 1 or len(items) <= 1:
+            task.start()
+            try:
+                yield from map(task, items)
+            finally:
+                task.stop()
+            return
+        context = mp.get_context(self.start_method or default_start_method())
+        with context.Pool(self.workers, initializer=_start_worker, initargs=(task,)) as pool:
+            run = pool.imap if ordered else pool.imap_unordered
+            yield from run(_run_in_worker, items, chunksize=1)
+
+
+def default_start_method() -> str:
+    """``fork`` where there is one (workers share the catalog copy-on-write), except in a process
+    that has loaded Ray: its gRPC threads must not be inherited by a forked child, which can hang
+    on a lock one of them held; then ``forkserver`` (a clean server process forks the workers)."""
+    methods = mp.get_all_start_methods()
+    if "fork" in methods and "ray" not in sys.modules:
+        return "fork"
+    return "forkserver" if "forkserver" in methods else "spawn"
 
 
 _worker_task: PhaseTask | None = None  # in a pool worker: its task, set by the initializer

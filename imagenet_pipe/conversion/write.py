@@ -10,7 +10,6 @@ held beyond one sample per worker.
 from __future__ import annotations
 
 import json
-import os
 import re
 from collections.abc import Callable, Sequence
 from dataclasses import asdict
@@ -21,12 +20,14 @@ from ..format import ShardRecord, idx_name
 from .catalog import Catalog
 from .inspection import Inspections
 from .plan import ShardPlan
-from .workers import PhaseTask, SampleReader, Throughput, run_parallel
+from .workers import Executor, LocalExecutor, PhaseTask, SampleReader, Throughput, partial_suffix
 from .writer import ShardSink, ShardWriter
 
 
 class WriteTask(PhaseTask[ShardPlan, ShardRecord]):
     """Writes one planned shard into ``out`` and keeps its record in ``records``."""
+
+    name = "write"
 
     def __init__(self, catalog: Catalog, inspections: Inspections, wnids: Sequence[str], out: Path,
                  records: Path) -> None:
@@ -37,7 +38,7 @@ class WriteTask(PhaseTask[ShardPlan, ShardRecord]):
         self.reader = SampleReader(self.catalog, self.inspections.fix_files)
 
     def __call__(self, shard: ShardPlan) -> ShardRecord:
-        writer = ShardWriter(self.out, shard.name, shard.split, tmp_suffix=f".partial-{os.getpid()}")
+        writer = ShardWriter(self.out, shard.name, shard.split, tmp_suffix=partial_suffix())
         try:
             for row in shard.rows:
                 writer.write(*self.sample(int(row)))
@@ -67,16 +68,16 @@ class WriteTask(PhaseTask[ShardPlan, ShardRecord]):
         return c["key"][row], {"cls": str(label).encode(), "jpg": data, "json": json.dumps(meta).encode()}
 
 
-def write_shards(plan: list[ShardPlan], task: WriteTask, own_names: re.Pattern, *, workers: int = 1,
-                 sink: ShardSink | None = None, progress: bool = False, log: Callable[[str], None] = print,
-                 start_method: str | None = None) -> list[ShardRecord]:
-    """Write the planned shards an earlier run did not finish, handing each to ``sink`` (if any);
-    the records of all, in plan order. Files matching ``own_names`` (this dataset's shard names)
-    that the plan does not write are removed first, as are temporary files."""
+def write_shards(plan: list[ShardPlan], task: WriteTask, own_names: re.Pattern, *, executor: Executor | None = None,
+                 sink: ShardSink | None = None, progress: bool = False,
+                 log: Callable[[str], None] = print) -> list[ShardRecord]:
+    """Write the planned shards an earlier run did not finish (tasks run by ``executor``, default
+    this process), handing each to ``sink`` (if any); the records of all, in plan order. Files
+    matching ``own_names`` (this dataset's shard names) that the plan does not write are removed
+    first; temporary files before and after (a task lost with a worker node leaves its own)."""
     out = task.out
     task.records.mkdir(exist_ok=True)
-    for stale in out.glob("*.partial*"):
-        stale.unlink()
+    remove_partials(out)
     remove_stray_shards(out, own_names, {shard.name for shard in plan})
     records: dict[str, ShardRecord] = {}
     pending = []
@@ -89,12 +90,19 @@ def write_shards(plan: list[ShardPlan], task: WriteTask, own_names: re.Pattern, 
     if records:
         log(f"resuming: {len(records)} of {len(plan)} shards already written")
     with Throughput("write", sum(len(shard.rows) for shard in pending), progress) as bar:
-        for record in run_parallel(task, pending, workers, start_method):
+        for record in (executor or LocalExecutor()).map(task, pending):
             if sink:
                 sink.put(record, out / record.name)
             records[record.name] = record
             bar.advance(record.samples, record.bytes)
+    remove_partials(out)
     return [records[shard.name] for shard in plan]
+
+
+def remove_partials(out: Path) -> None:
+    """Temporary files of unfinished shards (no task is writing when this runs)."""
+    for stale in out.glob("*.partial*"):
+        stale.unlink(missing_ok=True)
 
 
 def remove_stray_shards(out: Path, own_names: re.Pattern, planned: set[str]) -> None:

@@ -149,6 +149,74 @@ def iter_nested_tar(fileobj: BinaryIO, member: TarMember, where: str, log: ScanL
     yield from iter_tar(view, where, base=member.offset, size=member.size, log=log)
 
 
+class NestedTarListing:
+    """Lists one tar stored inside the tar file at ``path`` (a class tar of a tar of tars), in any
+    process: picklable, it opens the file itself. The listings of different inner tars are
+    independent, so a scan can run them in parallel and :func:`replay` them in archive order.
+
+    The result is compact (plain lists pickle fast): member names, data offsets in the outer file
+    and sizes, plus the notes ``(position, kind, text, reason)`` the listing made (kind
+    ``ignore`` or ``warn``), each after the ``position`` members listed before it.
+    """
+
+    def __init__(self, path: Path | str) -> None:
+        self.path = str(path)
+
+    def __call__(self, job: tuple[TarMember, str]) -> Listing:
+        member, where = job
+        names: list[str] = []
+        offsets: list[int] = []
+        sizes: list[int] = []
+        notes = _Notes(names)
+        with open(self.path, "rb") as f:
+            for m in iter_nested_tar(f, member, where, notes):
+                names.append(m.name)
+                offsets.append(m.offset)
+                sizes.append(m.size)
+        return names, offsets, sizes, notes.made
+
+
+# (names, offsets, sizes, notes) of one listed tar: see NestedTarListing
+Listing = tuple[list[str], list[int], list[int], list[tuple[int, str, str, str]]]
+
+
+class _Notes:
+    """A :class:`ScanLog` that keeps what a listing reports, with its position among the members."""
+
+    def __init__(self, listed: list[str]) -> None:
+        self.listed, self.made = listed, []
+
+    def ignore(self, path: str, why: str) -> None:
+        self.made.append((len(self.listed), "ignore", path, why))
+
+    def warn(self, message: str) -> None:
+        self.made.append((len(self.listed), "warn", message, ""))
+
+
+def replay(listing: Listing, log: ScanLog) -> Iterator[TarMember]:
+    """The members of a :class:`NestedTarListing` result, its notes passed to ``log`` where the
+    listing made them: the same calls, in the same order, as listing the tar here."""
+    names, offsets, sizes, notes = listing
+    pending = iter(notes)
+    note = next(pending, None)
+    for i, name in enumerate(names):
+        while note is not None and note[0] == i:
+            _tell(log, note)
+            note = next(pending, None)
+        yield TarMember(name, offsets[i], sizes[i])
+    while note is not None:
+        _tell(log, note)
+        note = next(pending, None)
+
+
+def _tell(log: ScanLog, note: tuple[int, str, str, str]) -> None:
+    _, kind, text, reason = note
+    if kind == "ignore":
+        log.ignore(text, reason)
+    else:
+        log.warn(text)
+
+
 class _Window:
     """A seekable read-only view of ``[start, start + size)`` of a file object."""
 

@@ -14,10 +14,10 @@ import re
 import stat
 import zipfile
 from abc import ABC, abstractmethod
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, ClassVar, NamedTuple
+from typing import Any, ClassVar, NamedTuple, Protocol, TypeVar
 
 from ..errors import SourceError
 from .archive import (
@@ -25,11 +25,13 @@ from .archive import (
     KIND_FILE,
     KIND_ZIP,
     Containers,
+    Listing,
+    NestedTarListing,
     ScanLog,
     compression_of,
-    iter_nested_tar,
     iter_tar,
     open_zip,
+    replay,
     spool_decompressed,
 )
 
@@ -38,6 +40,22 @@ TAR_SUFFIXES = (".tar", ".tar.gz", ".tgz")
 WNID = re.compile(r"^n\d{8}$")
 UNSAFE_KEY_CHARS = re.compile(r"[^A-Za-z0-9_-]")
 MAX_KEY = 90  # shard member names must stay under tar's 100 bytes with the extension
+
+
+Item = TypeVar("Item")
+Result = TypeVar("Result")
+
+
+class OrderedMap(Protocol):
+    """``fn(item)`` for every item, results in item order, computed anywhere: a reader hands its
+    independent listing work (e.g. one class tar each) to one of these. ``fn`` is picklable."""
+
+    def __call__(self, fn: Callable[[Item], Result], items: Sequence[Item]) -> Iterator[Result]: ...
+
+
+def serial_map(fn: Callable[[Item], Result], items: Sequence[Item]) -> Iterator[Result]:
+    """The :class:`OrderedMap` of a reader left alone: here, one item after another."""
+    return map(fn, items)
 
 
 class Entry(NamedTuple):
@@ -90,6 +108,8 @@ class Source(ABC):
         self.options = options
         self.ignored: list[tuple[str, str]] = []  # (file, why) for files that are not samples
         self.warnings: list[str] = []  # damage that lost nothing listed (e.g. a tar without its end blocks)
+        # where independent listing work runs; the converter sets its workers (parallel scan)
+        self.map_in_order: OrderedMap = serial_map
 
     @classmethod
     @abstractmethod
@@ -135,18 +155,24 @@ def walk(src: Source, containers: Containers, path: Path) -> Iterator[FileRef]:
 def iter_class_tars(src: Source, path: Path, containers: Containers) -> Iterator[tuple[str, str, int, Iterator]]:
     """(wnid, where, container id, inner members) for every ``<wnid>.tar`` in a tar of per-class
     tars (ImageNet-1K train, fall11, winter21), read by offset; compressed archives are spooled.
-    Other members are recorded as ignored. Consume each member iterator before the next item."""
+    Other members are recorded as ignored. Consume each member iterator before the next item.
+
+    The class tars are listed through ``src.map_in_order`` (in parallel where the converter gives
+    it workers) and replayed in archive order, so the entries, container ids, ignored files and
+    warnings, and the first error raised, are those of a serial listing whatever finishes first."""
 
     cid, readable = containers.open_tar(path, src.spool_dir)
     with open(readable, "rb") as f:
-        for outer in list(iter_tar(f, path.name, log=src)):
-            where = f"{path.name}/{outer.name}"
-            base = outer.name.rsplit("/", 1)[-1]
-            wnid = base.removesuffix(".tar")
-            if not base.endswith(".tar") or not WNID.match(wnid):
-                src.ignore(where, "not a <wnid>.tar class archive")
-                continue
-            yield wnid, where, cid, iter_nested_tar(f, outer, where, src)
+        outers = [(outer, f"{path.name}/{outer.name}", outer.name.rsplit("/", 1)[-1]) for outer in
+                  iter_tar(f, path.name, log=src)]
+    is_class = [base.endswith(".tar") and bool(WNID.match(base.removesuffix(".tar"))) for _, _, base in outers]
+    jobs = [(outer, where) for (outer, where, _), keep in zip(outers, is_class, strict=True) if keep]
+    listings: Iterator[Listing] = src.map_in_order(NestedTarListing(readable), jobs)
+    for (_, where, base), keep in zip(outers, is_class, strict=True):
+        if not keep:
+            src.ignore(where, "not a <wnid>.tar class archive")
+            continue
+        yield base.removesuffix(".tar"), where, cid, replay(next(listings), src)
 
 
 def walk_dir(path: Path, containers: Containers, log: ScanLog, where: str | None = None) -> Iterator[FileRef]:
